@@ -1,0 +1,1 @@
+"""arnn: train, compare and understand stable recurrent networks."""

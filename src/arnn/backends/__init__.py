@@ -1,0 +1,1 @@
+"""How a recurrence is executed: a readable autograd reference and fast manual-backward scans."""

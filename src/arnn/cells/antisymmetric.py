@@ -1,0 +1,101 @@
+"""AntisymmetricRNN and its gated variant (Chang, Chen, Haber, Chi — ICLR 2019)."""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from arnn.backends.antisymmetric_scan import antisymmetric_scan, gated_antisymmetric_scan
+from arnn.backends.unrolled import unrolled
+from arnn.cells.base import SequenceEncoder, check_positive
+from arnn.errors import ConfigError
+
+BACKENDS = ("scan", "unrolled")
+
+
+class _AntisymmetricBase(SequenceEncoder):
+    """Shared parts: M = W − Wᵀ − γI with W stored as its strictly upper triangle (n(n−1)/2 numbers)."""
+
+    gates = 1
+    scan: Callable[[Tensor, Tensor, Tensor, float], Tensor]
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        eps: float = 0.01,
+        gamma: float = 0.01,
+        sigma_w: float = 1.0,
+        backend: str = "scan",
+    ) -> None:
+        super().__init__(input_size, hidden_size)
+        check_positive("eps", eps, 0.01)
+        if not gamma >= 0:
+            raise ConfigError(f"model.gamma (diffusion) must be >= 0, got {gamma}; set e.g. model.gamma=0.01")
+        if not sigma_w >= 0:
+            raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
+        if backend not in BACKENDS:
+            raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.eps = float(eps)
+        self.gamma = float(gamma)
+        self.sigma_w = float(sigma_w)
+        self.backend = backend
+        n = self.hidden_size
+        self.register_buffer("upper_index", torch.triu_indices(n, n, offset=1), persistent=False)
+        self.w_upper = nn.Parameter(torch.empty(n * (n - 1) // 2))
+        self.input_proj = nn.Linear(self.input_size, self.gates * n)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """V ~ N(0, 1/m), b = 0, and W − Wᵀ distributed as for W ~ N(0, σ_w²/n): entries of variance 2σ_w²/n."""
+        nn.init.normal_(self.w_upper, std=self.sigma_w * math.sqrt(2 / self.hidden_size))
+        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))
+        nn.init.zeros_(self.input_proj.bias)
+
+    def antisymmetric_matrix(self) -> Tensor:
+        """W − Wᵀ, built from the stored upper triangle."""
+        n = self.hidden_size
+        w = self.w_upper.new_zeros(n, n).index_put((self.upper_index[0], self.upper_index[1]), self.w_upper)
+        return w - w.t()
+
+    def recurrent_matrix(self) -> Tensor:
+        """M = W − Wᵀ − γI."""
+        eye = torch.eye(self.hidden_size, device=self.w_upper.device, dtype=self.w_upper.dtype)
+        return self.antisymmetric_matrix() - self.gamma * eye
+
+    def default_state(self, batch_size: int, like: Tensor) -> Tensor:
+        return like.new_zeros(batch_size, self.hidden_size)
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h0 = self.default_state(x.shape[0], x) if state is None else state
+        if self.backend == "unrolled":
+            return unrolled(self.step, x, h0)
+        # Input projections of all steps in one matmul, time-major so the scan reads contiguous rows.
+        u = self.input_proj(x.transpose(0, 1).contiguous())
+        u = u.view(*u.shape[:2], self.gates, self.hidden_size).squeeze(2)
+        h_all = type(self).scan(u, h0, self.recurrent_matrix(), self.eps)
+        return h_all.transpose(0, 1), h_all[-1]
+
+
+class AntisymmetricCell(_AntisymmetricBase):
+    """A-RNN: h_t = h_{t-1} + ε·tanh((W − Wᵀ − γI) h_{t-1} + V x_t + b)."""
+
+    gates = 1
+    scan = staticmethod(antisymmetric_scan)
+
+    def step(self, x_t: Tensor, h: Tensor) -> Tensor:
+        return h + self.eps * torch.tanh(h @ self.recurrent_matrix().t() + self.input_proj(x_t))
+
+
+class GatedAntisymmetricCell(_AntisymmetricBase):
+    """Gated A-RNN, the gate sharing M = W − Wᵀ − γI:
+    z_t = σ(M h_{t-1} + V_z x_t + b_z), h_t = h_{t-1} + ε z_t ⊙ tanh(M h_{t-1} + V_h x_t + b_h)."""
+
+    gates = 2
+    scan = staticmethod(gated_antisymmetric_scan)
+
+    def step(self, x_t: Tensor, h: Tensor) -> Tensor:
+        mh = h @ self.recurrent_matrix().t()
+        u_z, u_h = self.input_proj(x_t).chunk(2, dim=-1)
+        return h + self.eps * torch.sigmoid(mh + u_z) * torch.tanh(mh + u_h)

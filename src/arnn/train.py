@@ -1,0 +1,68 @@
+"""train(cfg): instantiate data, network, task and trainer from the Hydra config, fit, then test the best
+validation checkpoint."""
+
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import Logger, WandbLogger
+
+from arnn.checkpoint import ConfigInCheckpoint, build_module
+from arnn.wandb_mode import register_resolver
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_entries(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a group (callbacks, loggers) that has a `_target_`; nulled entries vanish."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+
+
+def _finish(loggers: list[Logger]) -> None:
+    """End this job's W&B run, so the next job of a multirun starts its own."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured model, test its best-validation checkpoint, and return all logged metrics."""
+    register_resolver()
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    with open_dict(cfg):
+        cfg.model.input_size = datamodule.input_size
+        cfg.task.num_classes = datamodule.num_classes
+    module = build_module(cfg)
+    datamodule.prepare_data()
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [*instantiate_entries(cfg.get("callbacks")), ConfigInCheckpoint(config)]
+    loggers = instantiate_entries(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(config)
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("No best-validation checkpoint was saved; testing the final weights instead.")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        metrics |= {name: float(value) for name, value in trainer.callback_metrics.items()}
+    finally:
+        _finish(loggers)
+
+    log.info(
+        "test/acc %.4f on the best-validation checkpoint %s (val/acc_best %.4f)",
+        metrics.get("test/acc", float("nan")),
+        best or "(final weights)",
+        metrics.get("val/acc_best", float("nan")),
+    )
+    return metrics
