@@ -4,12 +4,16 @@ Configuration lives in conf/ (entry: conf/train.yaml); the work is done by `arnn
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from arnn.choices import unknown_choice
 from arnn.errors import find_user_error
 from arnn.train import train
+
+CONF_DIR = Path(__file__).parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -21,10 +25,11 @@ def main(cfg: DictConfig) -> float | None:
         user_error = find_user_error(error)
         if user_error is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(f"error: {user_error}")
     return metrics.get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":
+    if message := unknown_choice(sys.argv[1:], CONF_DIR):
+        sys.exit(f"error: {message}")
     main()
