@@ -1,0 +1,103 @@
+"""End to end through Hydra: every model trains on digits, checkpoints rebuild, the CLI runs and multiruns."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from arnn.checkpoint import load_model
+from arnn.train import train
+from tests.conftest import FAST, SHARED_DATA, requires_shared_data, run_cli
+
+MODELS = ["arnn", "arnn_gated", "rnn", "rnn_relu", "lstm", "gru"]
+
+
+def _logged_metric_names(output_dir: Path) -> set[str]:
+    (metrics_file,) = output_dir.glob("csv/version_*/metrics.csv")
+    with metrics_file.open() as handle:
+        return set(next(csv.reader(handle)))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_each_model_trains_on_digits_and_tests_its_best_checkpoint(make_cfg, tmp_path, model):
+    metrics = train(make_cfg(f"model={model}", "model.hidden_size=16"))
+    assert 0 <= metrics["test/acc"] <= 1 and metrics["val/acc_best"] > 0
+    assert list((tmp_path / "checkpoints").glob("epoch_*.ckpt")) and (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert {"train/loss_step", "val/loss", "val/acc", "test/acc"} <= _logged_metric_names(tmp_path)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam", "rmsprop"])
+@pytest.mark.parametrize("scheduler", [[], ["scheduler=cosine"], ["scheduler=plateau"], ["scheduler=step"]])
+def test_every_optimizer_and_scheduler_config_trains(make_cfg, optimizer, scheduler):
+    cfg = make_cfg(f"optimizer={optimizer}", *scheduler, "model.hidden_size=8", "trainer.max_epochs=1")
+    assert torch.isfinite(torch.tensor(train(cfg)["train/loss_epoch"]))
+
+
+def test_checkpoint_rebuilds_the_trained_model_from_the_file_alone(make_cfg, tmp_path):
+    train(make_cfg("model=arnn_gated", "model.hidden_size=16", "model.gamma=0.2"))
+    model = load_model(tmp_path / "checkpoints" / "last.ckpt")
+    assert model.net.gamma == 0.2 and model.net.hidden_size == 16
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[name])
+
+
+def test_gradient_clipping_comes_from_the_trainer_config(make_cfg):
+    cfg = make_cfg("trainer.gradient_clip_val=0.5")
+    assert cfg.trainer.gradient_clip_val == 0.5 and cfg.trainer.gradient_clip_algorithm == "norm"
+
+
+@pytest.mark.slow
+def test_cli_trains_and_prints_the_test_accuracy(tmp_path):
+    result = run_cli(*FAST, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert "test/acc" in result.stdout and "best-validation checkpoint" in result.stdout
+    assert (tmp_path / ".hydra" / "config.yaml").exists() and (tmp_path / "train.log").exists()
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_gamma_and_eps_into_separate_job_dirs(tmp_path):
+    result = run_cli(
+        "-m", "model=arnn", "model.gamma=0.001,0.01", "model.eps=0.01", *FAST, f"hydra.sweep.dir={tmp_path}"
+    )
+    assert result.returncode == 0, result.stderr
+    jobs = sorted(path.name for path in tmp_path.iterdir() if path.is_dir())
+    assert jobs == ["0", "1"]
+    for job, gamma in zip(jobs, ("0.001", "0.01"), strict=True):
+        assert f"gamma: {gamma}" in (tmp_path / job / ".hydra" / "config.yaml").read_text()
+        assert (tmp_path / job / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_wandb_logger_runs_offline_without_an_account(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run_cli(
+        "trainer=debug",
+        "logger=wandb",
+        "callbacks.rich_progress_bar=null",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"HOME": str(home), "WANDB_MODE": "", "WANDB_API_KEY": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@requires_shared_data
+def test_gated_arnn_on_permuted_mnist_from_the_command_line(tmp_path):
+    result = run_cli(
+        "model=arnn_gated",
+        "data=pmnist",
+        f"data.data_dir={SHARED_DATA}",
+        "data.source=test_split",
+        "model.hidden_size=16",
+        *FAST,
+        "trainer.limit_train_batches=2",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
