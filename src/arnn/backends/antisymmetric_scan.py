@@ -90,10 +90,13 @@ class _GatedAntisymmetricScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: FunctionCtx, grad_y: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         h0, m, h_all, gate, act = ctx.saved_tensors
-        coef_z = act * gate * (1 - gate) * ctx.eps  # ∂(ε z a)/∂p_z
-        coef_h = (1 - act.square()) * gate * ctx.eps  # ∂(ε z a)/∂p_h
+        eps_gate = gate * ctx.eps
+        coef_z = (1 - gate).mul_(act).mul_(eps_gate)  # ∂(ε z a)/∂p_z = ε a z (1 − z)
+        coef_h = act.square().neg_().add_(1).mul_(eps_gate)  # ∂(ε z a)/∂p_h = ε z (1 − a²)
         g, d, grad_h0 = _reverse_sweep(grad_y, coef_z + coef_h, m)
-        grad_u = torch.stack((g * coef_z, g * coef_h), dim=2)
+        grad_u = g.new_empty(*g.shape[:2], 2, g.shape[2])
+        torch.mul(g, coef_z, out=grad_u[:, :, 0])
+        torch.mul(g, coef_h, out=grad_u[:, :, 1])
         return grad_u, grad_h0, _weight_grad(d, h0, h_all), None
 
 
