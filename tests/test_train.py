@@ -8,7 +8,7 @@ import torch
 
 from arnn.checkpoint import load_model
 from arnn.train import train
-from tests.conftest import FAST, SHARED_DATA, requires_shared_data, run_cli
+from tests.conftest import FAST, ROOT, SHARED_DATA, requires_shared_data, run_cli
 
 MODELS = ["arnn", "arnn_gated", "rnn", "rnn_relu", "lstm", "gru"]
 
@@ -101,3 +101,11 @@ def test_gated_arnn_on_permuted_mnist_from_the_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, experiment):
+    cfg = make_cfg(f"experiment={experiment}", "trainer.max_epochs=1")
+    if "data_dir" in cfg.data:  # MNIST experiments read the tiny IDX files
+        cfg.data.update(data_dir=str(tiny_mnist), download=False, val_size=50)
+    assert 0 <= train(cfg)["test/acc"] <= 1
