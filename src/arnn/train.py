@@ -8,8 +8,10 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from arnn.checkpoint import ConfigInCheckpoint, build_module
+from arnn.errors import ConfigError
 from arnn.wandb_mode import register_resolver
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [*instantiate_entries(cfg.get("callbacks")), ConfigInCheckpoint(config)]
     loggers = instantiate_entries(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    except Exception as error:
+        if not isinstance(error.__cause__, MisconfigurationException):
+            raise
+        raise ConfigError(f"trainer: {error.__cause__}; check the trainer group (e.g. trainer=default)") from error
     for logger in loggers:
         logger.log_hyperparams(config)
 
