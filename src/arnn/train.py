@@ -66,10 +66,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     finally:
         _finish(loggers)
 
-    log.info(
-        "test/acc %.4f on the best-validation checkpoint %s (val/acc_best %.4f)",
-        metrics.get("test/acc", float("nan")),
-        best or "(final weights)",
-        metrics.get("val/acc_best", float("nan")),
-    )
+    if trainer.is_global_zero:
+        log.info(
+            "test/acc %.4f on the best-validation checkpoint %s (val/acc_best %.4f)",
+            metrics.get("test/acc", float("nan")),
+            best or "(final weights)",
+            metrics.get("val/acc_best", float("nan")),
+        )
     return metrics
