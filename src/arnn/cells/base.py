@@ -18,7 +18,13 @@ def check_positive(name: str, value: float, example: float) -> None:
 
 
 class SequenceEncoder(nn.Module, ABC):
-    """Maps inputs (B, T, m) to all hidden outputs (B, T, n) and the final recurrent state."""
+    """Maps inputs (B, T, m) to all outputs (B, T, output_size) and the final recurrent state.
+
+    Outputs are real: complex-state cells return [Re h, Im h], so `output_size` is 2n for them.
+    Constrained cells use three optional hooks that the task modules call:
+    `penalty()` is added to the loss, parameters in `manifold_parameters()` are left out of the optimizer,
+    and `after_optimizer_step()` runs after every optimizer step (projections, retractions).
+    """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -26,6 +32,26 @@ class SequenceEncoder(nn.Module, ABC):
         check_positive("input_size", input_size, 1)
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
+
+    @property
+    def output_size(self) -> int:
+        """Features per step of the outputs (what a readout sees)."""
+        return self.hidden_size
+
+    def penalty(self) -> Tensor | None:
+        """A soft-constraint term to add to the training loss, or None."""
+        return None
+
+    def manifold_parameters(self) -> list[nn.Parameter]:
+        """Parameters updated by `after_optimizer_step` instead of the optimizer."""
+        return []
+
+    def after_optimizer_step(self) -> None:
+        """Called after each optimizer step, gradients still in place; a no-op unless a cell needs it."""
+
+    def free_parameters(self) -> int:
+        """Degrees of freedom, as the papers count them (a unitary n×n matrix has n², not 2n²)."""
+        return sum(p.numel() for p in self.parameters())
 
     @abstractmethod
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:

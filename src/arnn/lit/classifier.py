@@ -1,6 +1,7 @@
 """Sequence classification: a linear readout of the encoder's last output, trained with cross-entropy."""
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytorch_lightning as pl
 from torch import Tensor, nn
@@ -33,7 +34,7 @@ class SequenceClassifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
-        self.readout = nn.Linear(net.hidden_size, num_classes)
+        self.readout = nn.Linear(net.output_size, num_classes)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.accuracy = nn.ModuleDict(
@@ -56,7 +57,16 @@ class SequenceClassifier(pl.LightningModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        loss = self._shared_step(batch, "train")
+        penalty = self.net.penalty()
+        if penalty is None:
+            return loss
+        self.log("train/penalty", penalty, on_step=True, on_epoch=True)
+        return loss + penalty
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.net.after_optimizer_step()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
@@ -71,7 +81,8 @@ class SequenceClassifier(pl.LightningModule):
         self._shared_step(batch, "test")
 
     def configure_optimizers(self) -> Optimizer | dict:
-        optimizer = self.optimizer_factory(self.parameters())
+        managed = {id(p) for p in self.net.manifold_parameters()}
+        optimizer = self.optimizer_factory([p for p in self.parameters() if id(p) not in managed])
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
