@@ -1,4 +1,7 @@
-"""AntisymmetricRNN and its gated variant (Chang, Chen, Haber, Chi — ICLR 2019)."""
+"""AntisymmetricRNN, its gated variant (Chang, Chen, Haber, Chi — ICLR 2019) and the paper's ablation model.
+
+All three are forward-Euler steps h_t = h_{t-1} + ε·φ(M h_{t-1}, V x_t + b) and differ in M and φ.
+"""
 
 import math
 from collections.abc import Callable
@@ -14,55 +17,31 @@ from arnn.errors import ConfigError
 BACKENDS = ("scan", "unrolled")
 
 
-class _AntisymmetricBase(SequenceEncoder):
-    """Shared parts: M = W − Wᵀ − γI with W stored as its strictly upper triangle (n(n−1)/2 numbers)."""
+class _EulerCell(SequenceEncoder):
+    """Shared parts: ε, σ_w, the input projection of all gates, and the choice of backend."""
 
-    gates = 1
+    gates: int
     scan: Callable[[Tensor, Tensor, Tensor, float], Tensor]
 
     def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        eps: float = 0.01,
-        gamma: float = 0.01,
-        sigma_w: float = 1.0,
-        backend: str = "scan",
+        self, input_size: int, hidden_size: int, eps: float = 0.01, sigma_w: float = 1.0, backend: str = "scan"
     ) -> None:
         super().__init__(input_size, hidden_size)
         check_positive("eps", eps, 0.01)
-        if not gamma >= 0:
-            raise ConfigError(f"model.gamma (diffusion) must be >= 0, got {gamma}; set e.g. model.gamma=0.01")
         if not sigma_w >= 0:
             raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
         if backend not in BACKENDS:
             raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.eps = float(eps)
-        self.gamma = float(gamma)
         self.sigma_w = float(sigma_w)
         self.backend = backend
-        n = self.hidden_size
-        self.register_buffer("upper_index", torch.triu_indices(n, n, offset=1), persistent=False)
-        self.w_upper = nn.Parameter(torch.empty(n * (n - 1) // 2))
-        self.input_proj = nn.Linear(self.input_size, self.gates * n)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """V ~ N(0, 1/m), b = 0, and W − Wᵀ distributed as for W ~ N(0, σ_w²/n): entries of variance 2σ_w²/n."""
-        nn.init.normal_(self.w_upper, std=self.sigma_w * math.sqrt(2 / self.hidden_size))
-        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))
+        self.input_proj = nn.Linear(self.input_size, self.gates * self.hidden_size)
+        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))  # V ~ N(0, 1/m)
         nn.init.zeros_(self.input_proj.bias)
 
-    def antisymmetric_matrix(self) -> Tensor:
-        """W − Wᵀ, built from the stored upper triangle."""
-        n = self.hidden_size
-        w = self.w_upper.new_zeros(n, n).index_put((self.upper_index[0], self.upper_index[1]), self.w_upper)
-        return w - w.t()
-
     def recurrent_matrix(self) -> Tensor:
-        """M = W − Wᵀ − γI."""
-        eye = torch.eye(self.hidden_size, device=self.w_upper.device, dtype=self.w_upper.dtype)
-        return self.antisymmetric_matrix() - self.gamma * eye
+        """M, the matrix applied to h_{t-1}."""
+        raise NotImplementedError
 
     def default_state(self, batch_size: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch_size, self.hidden_size)
@@ -78,8 +57,8 @@ class _AntisymmetricBase(SequenceEncoder):
         return h_all.transpose(0, 1), h_all[-1]
 
 
-class AntisymmetricCell(_AntisymmetricBase):
-    """A-RNN: h_t = h_{t-1} + ε·tanh((W − Wᵀ − γI) h_{t-1} + V x_t + b)."""
+class _Ungated(_EulerCell):
+    """h_t = h_{t-1} + ε·tanh(M h_{t-1} + V x_t + b)."""
 
     gates = 1
     scan = staticmethod(antisymmetric_scan)
@@ -88,9 +67,8 @@ class AntisymmetricCell(_AntisymmetricBase):
         return h + self.eps * torch.tanh(h @ self.recurrent_matrix().t() + self.input_proj(x_t))
 
 
-class GatedAntisymmetricCell(_AntisymmetricBase):
-    """Gated A-RNN, the gate sharing M = W − Wᵀ − γI:
-    z_t = σ(M h_{t-1} + V_z x_t + b_z), h_t = h_{t-1} + ε z_t ⊙ tanh(M h_{t-1} + V_h x_t + b_h)."""
+class _Gated(_EulerCell):
+    """z_t = σ(M h_{t-1} + V_z x_t + b_z), h_t = h_{t-1} + ε z_t ⊙ tanh(M h_{t-1} + V_h x_t + b_h)."""
 
     gates = 2
     scan = staticmethod(gated_antisymmetric_scan)
@@ -99,3 +77,60 @@ class GatedAntisymmetricCell(_AntisymmetricBase):
         mh = h @ self.recurrent_matrix().t()
         u_z, u_h = self.input_proj(x_t).chunk(2, dim=-1)
         return h + self.eps * torch.sigmoid(mh + u_z) * torch.tanh(mh + u_h)
+
+
+class _Antisymmetric(_EulerCell):
+    """M = W − Wᵀ − γI with W stored as its strictly upper triangle (n(n−1)/2 numbers)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        eps: float = 0.01,
+        gamma: float = 0.01,
+        sigma_w: float = 1.0,
+        backend: str = "scan",
+    ) -> None:
+        super().__init__(input_size, hidden_size, eps, sigma_w, backend)
+        if not gamma >= 0:
+            raise ConfigError(f"model.gamma (diffusion) must be >= 0, got {gamma}; set e.g. model.gamma=0.01")
+        self.gamma = float(gamma)
+        n = self.hidden_size
+        self.register_buffer("upper_index", torch.triu_indices(n, n, offset=1), persistent=False)
+        # W − Wᵀ distributed as for W ~ N(0, σ_w²/n): its entries have variance 2σ_w²/n.
+        self.w_upper = nn.Parameter(torch.randn(n * (n - 1) // 2) * self.sigma_w * math.sqrt(2 / n))
+
+    def antisymmetric_matrix(self) -> Tensor:
+        """W − Wᵀ, built from the stored upper triangle."""
+        n = self.hidden_size
+        w = self.w_upper.new_zeros(n, n).index_put((self.upper_index[0], self.upper_index[1]), self.w_upper)
+        return w - w.t()
+
+    def recurrent_matrix(self) -> Tensor:
+        """M = W − Wᵀ − γI."""
+        eye = torch.eye(self.hidden_size, device=self.w_upper.device, dtype=self.w_upper.dtype)
+        return self.antisymmetric_matrix() - self.gamma * eye
+
+
+class AntisymmetricCell(_Ungated, _Antisymmetric):
+    """A-RNN: h_t = h_{t-1} + ε·tanh((W − Wᵀ − γI) h_{t-1} + V x_t + b)."""
+
+
+class GatedAntisymmetricCell(_Gated, _Antisymmetric):
+    """Gated A-RNN, the gate sharing M = W − Wᵀ − γI:
+    z_t = σ(M h_{t-1} + V_z x_t + b_z), h_t = h_{t-1} + ε z_t ⊙ tanh(M h_{t-1} + V_h x_t + b_h)."""
+
+
+class GatedAblationCell(_Gated):
+    """The paper's ablation: the gated A-RNN equation with an unstructured W (no antisymmetry, no γ):
+    z_t = σ(W h_{t-1} + V_z x_t + b_z), h_t = h_{t-1} + ε z_t ⊙ tanh(W h_{t-1} + V_h x_t + b_h), W ~ N(0, σ_w²/n)."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, eps: float = 0.01, sigma_w: float = 1.0, backend: str = "scan"
+    ) -> None:
+        super().__init__(input_size, hidden_size, eps, sigma_w, backend)
+        n = self.hidden_size
+        self.weight = nn.Parameter(torch.randn(n, n) * self.sigma_w / math.sqrt(n))
+
+    def recurrent_matrix(self) -> Tensor:
+        return self.weight
