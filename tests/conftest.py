@@ -4,13 +4,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+from arnn.cells.base import SequenceEncoder
+from arnn.lit import SequenceClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -69,6 +74,22 @@ def tiny_mnist(tmp_path: Path) -> Path:
         write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, size=(count, 28, 28)))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, size=count))
     return tmp_path / "data"
+
+
+def train_steps(cell: SequenceEncoder, steps: int = 50, lr: float = 0.05) -> None:
+    """Adam steps on a readout loss outside Lightning, with the cell's penalty and after-step hook."""
+    torch.manual_seed(1)
+    dtype = next(cell.parameters()).dtype
+    model = SequenceClassifier(cell, num_classes=3, optimizer=partial(torch.optim.Adam, lr=lr)).to(dtype)
+    optimizer = model.configure_optimizers()
+    x, target = torch.randn(8, 12, cell.input_size, dtype=dtype), torch.randint(0, 3, (8,))
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), target)
+        penalty = cell.penalty()
+        (loss if penalty is None else loss + penalty).backward()
+        optimizer.step()
+        cell.after_optimizer_step()
 
 
 requires_shared_data = pytest.mark.skipif(

@@ -12,35 +12,19 @@ from arnn.cells.constrained import (
 )
 from arnn.errors import ConfigError
 from arnn.lit import SequenceClassifier
-
-
-def _train(cell, steps=50, lr=0.05):
-    """Plain optimizer steps on a readout loss, calling the cell's hooks as SequenceClassifier does."""
-    torch.manual_seed(1)
-    dtype = next(cell.parameters()).dtype
-    model = SequenceClassifier(cell, num_classes=3, optimizer=torch.optim.Adam).to(dtype)
-    managed = {id(p) for p in cell.manifold_parameters()}
-    optimizer = torch.optim.Adam([p for p in model.parameters() if id(p) not in managed], lr=lr)
-    x, target = torch.randn(8, 12, cell.input_size, dtype=dtype), torch.randint(0, 3, (8,))
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), target)
-        penalty = cell.penalty()
-        (loss if penalty is None else loss + penalty).backward()
-        optimizer.step()
-        cell.after_optimizer_step()
+from tests.conftest import train_steps
 
 
 def test_svd_projected_urnn_stays_orthogonal_after_50_steps():
     cell = ProjectedOrthogonalRNNCell(2, 16)
-    _train(cell)
+    train_steps(cell)
     assert orthogonality_error(cell.recurrent_matrix()) < 1e-4
 
 
 def test_without_the_projection_the_same_training_leaves_the_orthogonal_group():
     cell = ProjectedOrthogonalRNNCell(2, 16)
     cell.after_optimizer_step = lambda: None
-    _train(cell)
+    train_steps(cell)
     assert orthogonality_error(cell.recurrent_matrix()) > 1e-2
 
 
@@ -48,7 +32,7 @@ def test_without_the_projection_the_same_training_leaves_the_orthogonal_group():
 def test_contractive_cell_keeps_its_spectral_norm_below_one_while_training(parametrization):
     cell = ContractiveRNNCell(2, 16, parametrization=parametrization, eps=0.5).double()
     for _ in range(3):
-        _train(cell, steps=20, lr=0.2)
+        train_steps(cell, steps=20, lr=0.2)
         assert torch.linalg.matrix_norm(cell.recurrent_matrix(), ord=2) < 1
 
 

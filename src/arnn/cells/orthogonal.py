@@ -1,0 +1,130 @@
+"""Orthogonal RNNs h_t = φ(W h_{t-1} + V x_t + b) with W = map(B), B skew-symmetric, so WᵀW = I exactly:
+expRNN (Lezcano-Casado & Martínez-Rubio 2019), map = exp, and scoRNN (Helfrich et al. 2018), map = Cayley.
+
+φ is modReLU (expRNN's default) or tanh. W comes from `torch.nn.utils.parametrizations.orthogonal` without the
+dynamic trivialization (`use_trivialization=False`), so W = map(B) with B = L − Lᵀ, L the stored lower triangle.
+"""
+
+import math
+from abc import abstractmethod
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations, parametrize
+
+from arnn.backends.unrolled import unrolled
+from arnn.cells.base import SequenceEncoder
+from arnn.errors import ConfigError
+
+NONLINEARITIES = ("modrelu", "tanh")
+
+
+class ModReLU(nn.Module):
+    """modReLU(z)_j = sign(z_j)·relu(|z_j| + b_j), the real form of Arjovsky et al.'s modReLU used by expRNN."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty(features).uniform_(-0.01, 0.01))  # expRNN's init
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.sign(z) * torch.relu(z.abs() + self.bias)
+
+
+class _OrthogonalRNNCell(SequenceEncoder):
+    """h_t = φ(W h_{t-1} + V x_t + b), W = map(B) computed once per forward.
+
+    With modReLU its bias is the b of the equation and V has none (as in expRNN); with tanh, b is V's bias.
+    B starts block-diagonal: W rotates the unit pairs (2i, 2i+1) by angles θ_i ~ U[−θ_max, θ_max].
+    """
+
+    orthogonal_map: str
+    max_angle: float
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "modrelu") -> None:
+        super().__init__(input_size, hidden_size)
+        if nonlinearity not in NONLINEARITIES:
+            raise ConfigError(
+                f"model.nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {nonlinearity!r}"
+            )
+        self.nonlinearity = nonlinearity
+        n = self.hidden_size
+        self.input_proj = nn.Linear(self.input_size, n, bias=nonlinearity == "tanh")
+        nn.init.kaiming_normal_(self.input_proj.weight, nonlinearity="relu")  # expRNN's init of V
+        if self.input_proj.bias is not None:
+            nn.init.zeros_(self.input_proj.bias)
+        self.activation: nn.Module = ModReLU(n) if nonlinearity == "modrelu" else nn.Tanh()
+        self.recurrent = parametrizations.orthogonal(
+            nn.Linear(n, n, bias=False), orthogonal_map=self.orthogonal_map, use_trivialization=False
+        )
+        with torch.no_grad():
+            # The parametrization reads only the lower triangle L of what it stores: B = L − Lᵀ.
+            self.recurrent.parametrizations.weight.original.copy_(self.initial_skew().tril())
+
+    @staticmethod
+    @abstractmethod
+    def skew_entry(angle: Tensor) -> Tensor:
+        """The entry s of a block [[0, s], [−s, 0]] of B whose image under the map rotates by `angle`."""
+
+    def initial_skew(self) -> Tensor:
+        """B = ⊕_i [[0, s_i], [−s_i, 0]], map(B) rotating pair i by θ_i ~ U[−θ_max, θ_max]; odd n: last unit fixed."""
+        n = self.hidden_size
+        angles = torch.empty(n // 2).uniform_(-self.max_angle, self.max_angle)
+        first = torch.arange(0, n - 1, 2)
+        upper = torch.zeros(n, n)
+        upper[first, first + 1] = self.skew_entry(angles)
+        return upper - upper.t()
+
+    def recurrent_matrix(self) -> Tensor:
+        """W = map(B); inside `parametrize.cached()` the map runs once, otherwise on every call."""
+        return self.recurrent.weight
+
+    def free_parameters(self) -> int:
+        """B counts n(n−1)/2, its strict lower triangle, not the n² numbers stored."""
+        n = self.hidden_size
+        return super().free_parameters() - n * n + n * (n - 1) // 2
+
+    def default_state(self, batch_size: int, like: Tensor) -> Tensor:
+        return like.new_zeros(batch_size, self.hidden_size)
+
+    def _recur(self, u_t: Tensor, h: Tensor, w_t: Tensor) -> Tensor:
+        return self.activation(torch.addmm(u_t, h, w_t))
+
+    def step(self, x_t: Tensor, h: Tensor) -> Tensor:
+        return self._recur(self.input_proj(x_t), h, self.recurrent_matrix().t())
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h0 = self.default_state(x.shape[0], x) if state is None else state
+        # cached(): every read of the weight in this block reuses one evaluation of the map (PITFALLS.md).
+        with parametrize.cached():
+            w_t = self.recurrent_matrix().t()
+            u = self.input_proj(x)  # V x_t + b of all steps in one matmul
+            return unrolled(lambda u_t, h: self._recur(u_t, h, w_t), u, h0)
+
+
+class ExpRNNCell(_OrthogonalRNNCell):
+    """expRNN: h_t = φ(exp(B) h_{t-1} + V x_t + b), B skew-symmetric.
+
+    Henaff init: B's blocks are the rotation angles themselves, θ_i ~ U[−π, π].
+    """
+
+    orthogonal_map = "matrix_exp"
+    max_angle = math.pi
+
+    @staticmethod
+    def skew_entry(angle: Tensor) -> Tensor:
+        return angle
+
+
+class ScoRNNCell(_OrthogonalRNNCell):
+    """scoRNN: h_t = φ(W h_{t-1} + V x_t + b), W = (I − B/2)⁻¹(I + B/2) (Cayley), B skew-symmetric.
+
+    Without scoRNN's diagonal ±1 factor D (D = I), so W has no eigenvalue −1. The Cayley map rotates a block
+    [[0, s], [−s, 0]] by 2·atan(s/2); θ_i ~ U[−π/2, π/2] keeps |s| ≤ 2, away from the map's flat tails.
+    """
+
+    orthogonal_map = "cayley"
+    max_angle = math.pi / 2
+
+    @staticmethod
+    def skew_entry(angle: Tensor) -> Tensor:
+        return 2 * torch.tan(angle / 2)

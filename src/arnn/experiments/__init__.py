@@ -1,0 +1,1 @@
+"""Small standalone experiments, each runnable as `python -m arnn.experiments.<name>`."""
