@@ -7,7 +7,8 @@ from arnn import bench
 
 @pytest.mark.slow
 def test_bench_prints_a_row_per_model_with_the_ratio_to_nn_rnn(capsys):
-    bench.main(["--batch", "4", "--hidden", "8", "--steps", "20", "--repeats", "2", "--models", "rnn,arnn,arnn_gated,lstm"])
+    models = "rnn,arnn,arnn_gated,lstm"
+    bench.main(["--batch", "4", "--hidden", "8", "--steps", "20", "--repeats", "2", "--models", models])
     output = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in output.splitlines() if line.startswith("| ")}
     assert set(rows) == {"model", "rnn", "arnn", "arnn_gated", "lstm"}

@@ -70,7 +70,8 @@ def test_forward_matches_the_step_equation_and_every_parameter_gets_a_gradient(c
     reference, _ = unrolled(cell.step, x, cell.default_state(3, x))
     torch.testing.assert_close(y, reference)
     x_t, h_prev = x[:, 0], torch.randn(3, 5, dtype=torch.double)
-    expected = cell.activation(h_prev @ cell.recurrent_matrix().t() + x_t @ cell.input_proj.weight.t() + cell.input_proj.bias)
+    pre = h_prev @ cell.recurrent_matrix().t() + x_t @ cell.input_proj.weight.t() + cell.input_proj.bias
+    expected = cell.activation(pre)
     torch.testing.assert_close(cell.step(x_t, h_prev), expected)
     (y.square().sum() + (cell.penalty() or 0)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in cell.parameters())

@@ -57,9 +57,7 @@ def test_lipschitz_step_matches_equation_computed_by_hand():
     h = torch.tensor([[1.0, 2.0]], dtype=DOUBLE)
     x = torch.tensor([[0.5]], dtype=DOUBLE)
     # A h = [4.4, 1.8], W h = [2.8, −1.4], U x + b = [0.55, −1.0]
-    expected = torch.tensor(
-        [[1.0 + 0.5 * (4.4 + math.tanh(3.35)), 2.0 + 0.5 * (1.8 + math.tanh(-2.4))]], dtype=DOUBLE
-    )
+    expected = torch.tensor([[1.0 + 0.5 * (4.4 + math.tanh(3.35)), 2.0 + 0.5 * (1.8 + math.tanh(-2.4))]], dtype=DOUBLE)
     torch.testing.assert_close(cell.step(x, h), expected, rtol=0, atol=1e-12)
 
 

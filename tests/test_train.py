@@ -5,12 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 
-from arnn.checkpoint import load_model
+from arnn.checkpoint import build_module, load_model
 from arnn.train import train
 from tests.conftest import FAST, ROOT, SHARED_DATA, requires_shared_data, run_cli
 
-MODELS = ["arnn", "arnn_gated", "rnn", "rnn_relu", "lstm", "gru"]
+MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
+EXPERIMENTS = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
+PAPER_ROWS = [name for name in EXPERIMENTS if "paper" in OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")]
 
 
 def _logged_metric_names(output_dir: Path) -> set[str]:
@@ -20,8 +23,8 @@ def _logged_metric_names(output_dir: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_each_model_trains_on_digits_and_tests_its_best_checkpoint(make_cfg, tmp_path, model):
-    metrics = train(make_cfg(f"model={model}", "model.hidden_size=16"))
+def test_each_model_trains_on_permuted_digits_and_tests_its_best_checkpoint(make_cfg, tmp_path, model):
+    metrics = train(make_cfg(f"model={model}", "data=pdigits", "model.hidden_size=16"))
     assert 0 <= metrics["test/acc"] <= 1 and metrics["val/acc_best"] > 0
     assert list((tmp_path / "checkpoints").glob("epoch_*.ckpt")) and (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert {"train/loss_step", "val/loss", "val/acc", "test/acc"} <= _logged_metric_names(tmp_path)
@@ -103,9 +106,19 @@ def test_gated_arnn_on_permuted_mnist_from_the_command_line(tmp_path):
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
-@pytest.mark.parametrize("experiment", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, experiment):
     cfg = make_cfg(f"experiment={experiment}", "trainer.max_epochs=1")
     if "data_dir" in cfg.data:  # MNIST experiments read the tiny IDX files
         cfg.data.update(data_dir=str(tiny_mnist), download=False, val_size=50)
     assert 0 <= train(cfg)["test/acc"] <= 1
+
+
+@pytest.mark.parametrize("experiment", PAPER_ROWS)
+def test_experiment_rows_have_the_papers_parameter_count_within_10_percent(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}")
+    with open_dict(cfg):
+        cfg.model.input_size, cfg.task.num_classes = 1, 10  # the MNIST tables: one pixel per step, 10 classes
+    module = build_module(cfg)
+    count = module.net.free_parameters() + sum(p.numel() for p in module.readout.parameters())
+    assert count == pytest.approx(cfg.paper.params, rel=0.1)

@@ -12,21 +12,47 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
 
 import torch
 
-from arnn.cells import AntisymmetricCell, GatedAntisymmetricCell, SequenceEncoder, TorchRecurrentEncoder
+from arnn.cells import (
+    AntisymmetricCell,
+    GatedAblationCell,
+    GatedAntisymmetricCell,
+    SequenceEncoder,
+    TorchRecurrentEncoder,
+)
+from arnn.cells.constrained import ContractiveRNNCell, ProjectedOrthogonalRNNCell, SoftOrthogonalRNNCell
+from arnn.cells.full_capacity import FullCapacityUnitaryCell
+from arnn.cells.kronecker import KroneckerRecurrentCell
+from arnn.cells.lipschitz import LipschitzRNNCell
+from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
+from arnn.cells.oscillatory import CoupledOscillatorCell
+from arnn.cells.unitary import UnitaryRNNCell
 
-ENCODERS = {
-    "arnn": lambda m, n: AntisymmetricCell(m, n),
-    "arnn_gated": lambda m, n: GatedAntisymmetricCell(m, n),
-    "rnn": lambda m, n: TorchRecurrentEncoder(m, n, kind="rnn_tanh"),
-    "rnn_relu": lambda m, n: TorchRecurrentEncoder(m, n, kind="rnn_relu"),
-    "lstm": lambda m, n: TorchRecurrentEncoder(m, n, kind="lstm"),
-    "gru": lambda m, n: TorchRecurrentEncoder(m, n, kind="gru"),
+ENCODERS: dict[str, Callable[[int, int], SequenceEncoder]] = {
+    "arnn": AntisymmetricCell,
+    "arnn_gated": GatedAntisymmetricCell,
+    "ablation": GatedAblationCell,
+    "rnn": partial(TorchRecurrentEncoder, kind="rnn_tanh"),
+    "rnn_relu": partial(TorchRecurrentEncoder, kind="rnn_relu"),
+    "lstm": partial(TorchRecurrentEncoder, kind="lstm"),
+    "gru": partial(TorchRecurrentEncoder, kind="gru"),
+    "urnn": UnitaryRNNCell,
+    "fcurnn": FullCapacityUnitaryCell,
+    "exprnn": ExpRNNCell,
+    "scornn": ScoRNNCell,
+    "soft_orth": SoftOrthogonalRNNCell,
+    "kru": KroneckerRecurrentCell,
+    "svd_urnn": ProjectedOrthogonalRNNCell,
+    "contractive": ContractiveRNNCell,
+    "cornn": CoupledOscillatorCell,
+    "lipschitz_rnn": LipschitzRNNCell,
 }
 BASELINE = "rnn"
 

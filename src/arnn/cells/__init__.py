@@ -4,4 +4,10 @@ from arnn.cells.antisymmetric import AntisymmetricCell, GatedAblationCell, Gated
 from arnn.cells.base import SequenceEncoder
 from arnn.cells.torch_rnn import TorchRecurrentEncoder
 
-__all__ = ["AntisymmetricCell", "GatedAblationCell", "GatedAntisymmetricCell", "SequenceEncoder", "TorchRecurrentEncoder"]
+__all__ = [
+    "AntisymmetricCell",
+    "GatedAblationCell",
+    "GatedAntisymmetricCell",
+    "SequenceEncoder",
+    "TorchRecurrentEncoder",
+]

@@ -6,40 +6,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from arnn.backends.unrolled import unrolled
-from arnn.cells.base import SequenceEncoder, check_positive
+from arnn.cells.base import check_positive
+from arnn.cells.elman import ElmanCell, activation
 from arnn.errors import ConfigError
-
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
-
-
-class _ConstrainedElmanCell(SequenceEncoder):
-    """h_t = φ(W h_{t-1} + V x_t + b); W comes from `recurrent_matrix()`, computed once per forward."""
-
-    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> None:
-        super().__init__(input_size, hidden_size)
-        if nonlinearity not in ACTIVATIONS:
-            raise ConfigError(f"model.nonlinearity must be one of {', '.join(ACTIVATIONS)}, got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
-        self.activation = ACTIVATIONS[nonlinearity]
-        self.input_proj = nn.Linear(self.input_size, self.hidden_size)
-
-    def recurrent_matrix(self) -> Tensor:
-        raise NotImplementedError
-
-    def default_state(self, batch_size: int, like: Tensor) -> Tensor:
-        return like.new_zeros(batch_size, self.hidden_size)
-
-    def _recur(self, u_t: Tensor, h: Tensor, w_t: Tensor) -> Tensor:
-        return self.activation(torch.addmm(u_t, h, w_t))
-
-    def step(self, x_t: Tensor, h: Tensor) -> Tensor:
-        return self._recur(self.input_proj(x_t), h, self.recurrent_matrix().t())
-
-    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h0 = self.default_state(x.shape[0], x) if state is None else state
-        w_t = self.recurrent_matrix().t()
-        return unrolled(lambda u_t, h: self._recur(u_t, h, w_t), self.input_proj(x), h0)
 
 
 def orthogonality_error(w: Tensor) -> Tensor:
@@ -47,13 +16,13 @@ def orthogonality_error(w: Tensor) -> Tensor:
     return torch.linalg.matrix_norm(w.t() @ w - torch.eye(w.shape[1], device=w.device, dtype=w.dtype))
 
 
-class SoftOrthogonalRNNCell(_ConstrainedElmanCell):
+class SoftOrthogonalRNNCell(ElmanCell):
     """Soft orthogonality (Vorontsov et al. 2017): an Elman RNN trained with the penalty λ‖WᵀW − I‖_F²."""
 
     def __init__(
         self, input_size: int, hidden_size: int, penalty_weight: float = 0.1, nonlinearity: str = "tanh"
     ) -> None:
-        super().__init__(input_size, hidden_size, nonlinearity)
+        super().__init__(input_size, hidden_size, activation(nonlinearity))
         if not penalty_weight >= 0:
             raise ConfigError(f"model.penalty_weight must be >= 0, got {penalty_weight}")
         self.penalty_weight = float(penalty_weight)
@@ -66,12 +35,12 @@ class SoftOrthogonalRNNCell(_ConstrainedElmanCell):
         return self.penalty_weight * orthogonality_error(self.weight).square() if self.penalty_weight else None
 
 
-class ProjectedOrthogonalRNNCell(_ConstrainedElmanCell):
+class ProjectedOrthogonalRNNCell(ElmanCell):
     """Seed 004's URNN: h_t = relu(W h_{t-1} + F x_t + b) with W kept orthogonal (real unitary) by replacing
     it, after every optimizer step, with the nearest orthogonal matrix U Vᵀ from its SVD W = U S Vᵀ."""
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "relu") -> None:
-        super().__init__(input_size, hidden_size, nonlinearity)
+        super().__init__(input_size, hidden_size, activation(nonlinearity))
         self.weight = nn.Parameter(torch.linalg.qr(torch.randn(self.hidden_size, self.hidden_size))[0])
 
     def recurrent_matrix(self) -> Tensor:
@@ -86,7 +55,7 @@ class ProjectedOrthogonalRNNCell(_ConstrainedElmanCell):
 PARAMETRIZATIONS = ("spectral", "gram")
 
 
-class ContractiveRNNCell(_ConstrainedElmanCell):
+class ContractiveRNNCell(ElmanCell):
     """Contractive RNN (seed 004), ‖W‖ < 1 by construction:
     spectral: W = ρ·A/‖A‖₂ with ρ = bound·σ(s) learnable in (0, bound), bound < 1;
     gram:     W = I − ε AᵀA/‖A‖_F² (the seed's teacher form; ‖W‖ < 1 when A has full rank, 0 < ε ≤ 1)."""
@@ -100,7 +69,7 @@ class ContractiveRNNCell(_ConstrainedElmanCell):
         eps: float = 0.01,
         nonlinearity: str = "relu",
     ) -> None:
-        super().__init__(input_size, hidden_size, nonlinearity)
+        super().__init__(input_size, hidden_size, activation(nonlinearity))
         if parametrization not in PARAMETRIZATIONS:
             raise ConfigError(
                 f"model.parametrization must be one of {', '.join(PARAMETRIZATIONS)}, got {parametrization!r}"

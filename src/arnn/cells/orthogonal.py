@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
 
-from arnn.backends.unrolled import unrolled
-from arnn.cells.base import SequenceEncoder
+from arnn.cells.complex_state import mod_relu
+from arnn.cells.elman import ElmanCell
 from arnn.errors import ConfigError
 
 NONLINEARITIES = ("modrelu", "tanh")
@@ -27,10 +27,10 @@ class ModReLU(nn.Module):
         self.bias = nn.Parameter(torch.empty(features).uniform_(-0.01, 0.01))  # expRNN's init
 
     def forward(self, z: Tensor) -> Tensor:
-        return torch.sign(z) * torch.relu(z.abs() + self.bias)
+        return mod_relu(z, self.bias)
 
 
-class _OrthogonalRNNCell(SequenceEncoder):
+class _OrthogonalRNNCell(ElmanCell):
     """h_t = φ(W h_{t-1} + V x_t + b), W = map(B) computed once per forward.
 
     With modReLU its bias is the b of the equation and V has none (as in expRNN); with tanh, b is V's bias.
@@ -41,18 +41,15 @@ class _OrthogonalRNNCell(SequenceEncoder):
     max_angle: float
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "modrelu") -> None:
-        super().__init__(input_size, hidden_size)
         if nonlinearity not in NONLINEARITIES:
-            raise ConfigError(
-                f"model.nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {nonlinearity!r}"
-            )
+            raise ConfigError(f"model.nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {nonlinearity!r}")
+        phi = ModReLU(hidden_size) if nonlinearity == "modrelu" else nn.Tanh()
+        super().__init__(input_size, hidden_size, phi, input_bias=nonlinearity == "tanh")
         self.nonlinearity = nonlinearity
         n = self.hidden_size
-        self.input_proj = nn.Linear(self.input_size, n, bias=nonlinearity == "tanh")
         nn.init.kaiming_normal_(self.input_proj.weight, nonlinearity="relu")  # expRNN's init of V
         if self.input_proj.bias is not None:
             nn.init.zeros_(self.input_proj.bias)
-        self.activation: nn.Module = ModReLU(n) if nonlinearity == "modrelu" else nn.Tanh()
         self.recurrent = parametrizations.orthogonal(
             nn.Linear(n, n, bias=False), orthogonal_map=self.orthogonal_map, use_trivialization=False
         )
@@ -83,22 +80,10 @@ class _OrthogonalRNNCell(SequenceEncoder):
         n = self.hidden_size
         return super().free_parameters() - n * n + n * (n - 1) // 2
 
-    def default_state(self, batch_size: int, like: Tensor) -> Tensor:
-        return like.new_zeros(batch_size, self.hidden_size)
-
-    def _recur(self, u_t: Tensor, h: Tensor, w_t: Tensor) -> Tensor:
-        return self.activation(torch.addmm(u_t, h, w_t))
-
-    def step(self, x_t: Tensor, h: Tensor) -> Tensor:
-        return self._recur(self.input_proj(x_t), h, self.recurrent_matrix().t())
-
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h0 = self.default_state(x.shape[0], x) if state is None else state
         # cached(): every read of the weight in this block reuses one evaluation of the map (PITFALLS.md).
         with parametrize.cached():
-            w_t = self.recurrent_matrix().t()
-            u = self.input_proj(x)  # V x_t + b of all steps in one matmul
-            return unrolled(lambda u_t, h: self._recur(u_t, h, w_t), u, h0)
+            return super().forward(x, state)
 
 
 class ExpRNNCell(_OrthogonalRNNCell):

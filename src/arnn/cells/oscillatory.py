@@ -58,9 +58,7 @@ class CoupledOscillatorCell(SequenceEncoder):
         y, z = yz.split(self.hidden_size, dim=-1)
         return y, z
 
-    def forward(
-        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         y0, z0 = self.default_state(x.shape[0], x) if state is None else state
         w_t = self.recurrent_weight.t()
         states, yz = unrolled(

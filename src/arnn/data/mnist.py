@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from torch import Tensor
-
 from torchvision.datasets import MNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 

@@ -1,0 +1,76 @@
+"""The shared frame of complex-state unitary cells: h_t = modReLU(W h_{t-1} + V x_t), outputs [Re h, Im h]."""
+
+import math
+from abc import abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from arnn.backends.unrolled import unrolled
+from arnn.cells.base import SequenceEncoder
+
+MOD_EPS = 1e-5
+
+
+def mod_relu(z: Tensor, bias: Tensor, eps: float = MOD_EPS) -> Tensor:
+    """modReLU(z)_j = (|z_j| + b_j)·z_j/|z_j| if |z_j| + b_j ≥ 0, else 0; complex or real z (then z_j/|z_j| =
+    sign z_j), real b.
+
+    |z_j| is clamped at `eps` in the division only, so the value is exact for |z_j| ≥ eps and stays finite
+    (with a finite gradient) at z_j = 0.
+    """
+    modulus = z.abs()
+    return z * (torch.relu(modulus + bias) / modulus.clamp_min(eps))
+
+
+def random_unitary(n: int) -> Tensor:
+    """A unitary n×n matrix: Q of the QR factorisation of a complex Gaussian, phases fixed by R's diagonal."""
+    q, r = torch.linalg.qr(torch.randn(n, n, dtype=torch.cfloat))
+    return q * (r.diagonal() / r.diagonal().abs())
+
+
+class ComplexStateCell(SequenceEncoder):
+    """h_t = modReLU(W h_{t-1} + V x_t), complex h ∈ Cⁿ, complex V (stored as [Re V; Im V]), real modReLU bias.
+
+    Subclasses say how W acts: `recurrent_operands()` is computed once per forward (a matrix, factors, ...)
+    and `apply_recurrent(h, operands)` returns W h for each row of h. Outputs are [Re h, Im h] (2n features).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.input_proj = nn.Linear(self.input_size, 2 * self.hidden_size, bias=False)
+        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(2 * self.input_size))
+        self.mod_bias = nn.Parameter(torch.zeros(self.hidden_size))
+
+    @abstractmethod
+    def recurrent_operands(self) -> Any:
+        """What `apply_recurrent` needs, computed once per forward."""
+
+    @abstractmethod
+    def apply_recurrent(self, h: Tensor, operands: Any) -> Tensor:
+        """W h for each row of h (B, n)."""
+
+    @property
+    def output_size(self) -> int:
+        return 2 * self.hidden_size
+
+    def default_state(self, batch_size: int, like: Tensor) -> Tensor:
+        return torch.zeros(batch_size, self.hidden_size, dtype=like.dtype.to_complex(), device=like.device)
+
+    def _project(self, x: Tensor) -> Tensor:
+        """V x as a complex tensor, for all steps of x at once."""
+        u = self.input_proj(x)
+        return torch.complex(u[..., : self.hidden_size], u[..., self.hidden_size :])
+
+    def _recur(self, u_t: Tensor, h: Tensor, operands: Any) -> Tensor:
+        return mod_relu(self.apply_recurrent(h, operands) + u_t, self.mod_bias)
+
+    def step(self, x_t: Tensor, h: Tensor) -> Tensor:
+        return self._recur(self._project(x_t), h, self.recurrent_operands())
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h0 = self.default_state(x.shape[0], x) if state is None else state
+        operands = self.recurrent_operands()
+        states, h = unrolled(lambda u_t, h: self._recur(u_t, h, operands), self._project(x), h0)
+        return torch.cat([states.real, states.imag], dim=-1), h

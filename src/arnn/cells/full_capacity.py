@@ -1,0 +1,53 @@
+"""Full-capacity unitary RNN (Wisdom, Powers, Hershey, Le Roux, Atlas — NeurIPS 2016)."""
+
+import torch
+from torch import Tensor, nn
+
+from arnn.cells.base import check_positive
+from arnn.cells.complex_state import ComplexStateCell, random_unitary
+
+
+class FullCapacityUnitaryCell(ComplexStateCell):
+    """h_t = modReLU(W h_{t-1} + V x_t), complex h, W ∈ U(n) with all n² degrees of freedom.
+
+    W is not moved by the optimizer: after each optimizer step it follows the Cayley retraction along the
+    Stiefel manifold, with G = ∂L/∂Re W + i ∂L/∂Im W and A = G Wᴴ − W Gᴴ (skew-Hermitian):
+    W ← (I + λ/2 A)⁻¹ (I − λ/2 A) W, λ = `manifold_lr`. Outputs are [Re h, Im h].
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, manifold_lr: float = 1e-3) -> None:
+        super().__init__(input_size, hidden_size)
+        check_positive("manifold_lr", manifold_lr, 1e-3)
+        self.manifold_lr = float(manifold_lr)
+        w = random_unitary(self.hidden_size)
+        self.w_real = nn.Parameter(w.real.contiguous())
+        self.w_imag = nn.Parameter(w.imag.contiguous())
+
+    def recurrent_matrix(self) -> Tensor:
+        return torch.complex(self.w_real, self.w_imag)
+
+    def recurrent_operands(self) -> Tensor:
+        return self.recurrent_matrix().t()
+
+    def apply_recurrent(self, h: Tensor, w_t: Tensor) -> Tensor:
+        return h @ w_t
+
+    def manifold_parameters(self) -> list[nn.Parameter]:
+        return [self.w_real, self.w_imag]
+
+    def free_parameters(self) -> int:
+        return super().free_parameters() - self.hidden_size**2  # U(n) has n² real dimensions, not 2n²
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        if self.w_real.grad is None:
+            return
+        g = torch.complex(self.w_real.grad, self.w_imag.grad)
+        w = self.recurrent_matrix()
+        a = g @ w.conj().t() - w @ g.conj().t()
+        eye = torch.eye(self.hidden_size, dtype=w.dtype, device=w.device)
+        half = self.manifold_lr / 2
+        w_next = torch.linalg.solve(eye + half * a, (eye - half * a) @ w)
+        self.w_real.copy_(w_next.real)
+        self.w_imag.copy_(w_next.imag)
+        self.w_real.grad = self.w_imag.grad = None  # the optimizer's zero_grad never sees these
