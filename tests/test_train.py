@@ -122,3 +122,15 @@ def test_experiment_rows_have_the_papers_parameter_count_within_10_percent(make_
     module = build_module(cfg)
     count = module.net.free_parameters() + sum(p.numel() for p in module.readout.parameters())
     assert count == pytest.approx(cfg.paper.params, rel=0.1)
+
+
+@pytest.mark.parametrize("model", ["svd_urnn", "fcurnn"])
+def test_manifold_updates_run_after_each_lightning_optimizer_step(make_cfg, tmp_path, model):
+    train(make_cfg(f"model={model}", "data=pdigits", "model.hidden_size=16", "optimizer=adam", "optimizer.lr=0.05"))
+    w = load_model(tmp_path / "checkpoints" / "last.ckpt").net.recurrent_matrix().detach()
+    assert torch.linalg.matrix_norm(w.conj().t() @ w - torch.eye(16, dtype=w.dtype)) < 1e-4
+
+
+def test_soft_constraint_penalty_is_logged_during_training(make_cfg, tmp_path):
+    train(make_cfg("model=soft_orth", "data=pdigits", "model.hidden_size=16"))
+    assert {"train/penalty_step", "train/penalty_epoch"} <= _logged_metric_names(tmp_path)
