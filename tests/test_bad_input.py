@@ -5,7 +5,7 @@ import pytest
 from tests.conftest import FAST, run_cli
 
 CASES = {
-    "unknown_model": (["model=nope"], "unknown model 'nope'; choose one of: arnn, arnn_gated"),
+    "unknown_model": (["model=nope"], "unknown model 'nope'; choose one of: ablation, arnn, arnn_gated"),
     "unknown_model_in_sweep": (["-m", "model=arnn,nope"], "unknown model 'nope'"),
     "unknown_data": (["data=cifar100"], "unknown data 'cifar100'; choose one of: digits"),
     "zero_eps": (["model.eps=0"], "model.eps must be > 0"),
