@@ -39,7 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     with open_dict(cfg):
         cfg.model.input_size = datamodule.input_size
-        cfg.task.num_classes = datamodule.num_classes
+        cfg.task.update(datamodule.task_kwargs)
     module = build_module(cfg)
     datamodule.prepare_data()
 
@@ -67,10 +67,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _finish(loggers)
 
     if trainer.is_global_zero:
+        test_metric = cfg.monitor.metric.replace("val/", "test/", 1)
         log.info(
-            "test/acc %.4f on the best-validation checkpoint %s (val/acc_best %.4f)",
-            metrics.get("test/acc", float("nan")),
+            "%s %.4f on the best-validation checkpoint %s (%s %.4f)",
+            test_metric,
+            metrics.get(test_metric, float("nan")),
             best or "(final weights)",
-            metrics.get("val/acc_best", float("nan")),
+            cfg.optimized_metric,
+            metrics.get(cfg.optimized_metric, float("nan")),
         )
     return metrics

@@ -63,6 +63,11 @@ class PixelSequenceDataModule(pl.LightningDataModule, ABC):
     def load(self) -> tuple[Split, Split]:
         """The training pool and the test split as stored; the validation split comes out of the pool."""
 
+    @property
+    def task_kwargs(self) -> dict[str, int]:
+        """What the task module needs to know about this data."""
+        return {"num_classes": self.num_classes}
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
