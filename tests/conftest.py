@@ -1,18 +1,22 @@
 """Shared fixtures: composed configs pointed at a temporary directory, tiny data in real on-disk formats."""
 
+import hashlib
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from torchvision.datasets import CIFAR10
 
 from arnn.cells.base import SequenceEncoder
 from arnn.lit import SequenceClassifier
@@ -53,10 +57,8 @@ def run_cli(*arguments: str, cwd: Path = ROOT, env: dict[str, str] | None = None
     )
 
 
-def write_idx(path: Path, data: "object") -> None:
+def write_idx(path: Path, data: np.ndarray) -> None:
     """Write a uint8 array in the IDX format MNIST ships in (0x00, 0x00, type 0x08 = ubyte, ndim; big-endian sizes)."""
-    import numpy as np
-
     array = np.asarray(data, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     path.write_bytes(header + array.tobytes())
@@ -65,8 +67,6 @@ def write_idx(path: Path, data: "object") -> None:
 @pytest.fixture
 def tiny_mnist(tmp_path: Path) -> Path:
     """A data_dir holding MNIST/raw with all four IDX files: 300 training and 1100 test images of 28×28."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -90,6 +90,51 @@ def train_steps(cell: SequenceEncoder, steps: int = 50, lr: float = 0.05) -> Non
         (loss if penalty is None else loss + penalty).backward()
         optimizer.step()
         cell.after_optimizer_step()
+
+
+PER_BATCH = 40
+# Test image 0: black but for three pixels (row, column, channel, value); test image 1: one constant colour.
+MARKED = ((2, 5, 0, 255), (7, 1, 1, 100), (31, 30, 2, 7))
+COLOUR = (255, 0, 128)
+LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _write_pickle(path: Path, content: dict[str, object]) -> str:
+    """Pickle one dict as the CIFAR-10 python version holds it; returns its MD5 for torchvision's check."""
+    path.write_bytes(pickle.dumps(content, protocol=2))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data_dir holding cifar-10-batches-py: 5 × 40 training and 40 test images, with their MD5s registered.
+
+    Each batch is a pickled dict with "data" (N × 3072 uint8, channel-major: 1024 R, then 1024 G, then 1024 B
+    values, each plane row-major) and "labels"; the real files are Python 2 pickles whose keys torchvision's
+    `pickle.load(f, encoding="latin1")` turns into these str keys.
+    """
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    train_list = []
+    for index in range(1, 6):
+        data = rng.integers(0, 256, size=(PER_BATCH, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=PER_BATCH).tolist()
+        name = f"data_batch_{index}"
+        train_list.append([name, _write_pickle(folder / name, {"batch_label": name, "data": data, "labels": labels})])
+    data = rng.integers(0, 256, size=(PER_BATCH, 3072), dtype=np.uint8)
+    planes = data.reshape(PER_BATCH, 3, 32, 32)
+    planes[0] = 0
+    for row, column, channel, value in MARKED:
+        planes[0, channel, row, column] = value
+    planes[1] = np.array(COLOUR, dtype=np.uint8)[:, None, None]
+    labels = [3, *rng.integers(0, 10, size=PER_BATCH - 1).tolist()]
+    test_md5 = _write_pickle(folder / "test_batch", {"batch_label": "test_batch", "data": data, "labels": labels})
+    meta_md5 = _write_pickle(folder / "batches.meta", {"label_names": LABEL_NAMES, "num_vis": 3072})
+    monkeypatch.setattr(CIFAR10, "train_list", train_list)
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", test_md5]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": meta_md5})
+    return tmp_path / "data"
 
 
 requires_shared_data = pytest.mark.skipif(

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from arnn.checkpoint import build_module, load_model
@@ -107,18 +108,21 @@ def test_gated_arnn_on_permuted_mnist_from_the_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, experiment):
+def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, tiny_cifar, experiment):
     cfg = make_cfg(f"experiment={experiment}", "trainer.max_epochs=1")
-    if "data_dir" in cfg.data:  # MNIST experiments read the tiny IDX files
-        cfg.data.update(data_dir=str(tiny_mnist), download=False, val_size=50)
+    if "data_dir" in cfg.data:  # the tiny files in the real formats stand in for MNIST and CIFAR-10
+        data_dir = tiny_cifar if "cifar" in cfg.data._target_ else tiny_mnist
+        cfg.data.update(data_dir=str(data_dir), download=False, val_size=30)
     assert 0 <= train(cfg)["test/acc"] <= 1
 
 
 @pytest.mark.parametrize("experiment", PAPER_ROWS)
 def test_experiment_rows_have_the_papers_parameter_count_within_10_percent(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
+    datamodule = instantiate(cfg.data)  # reads no files: the sizes are facts of the dataset
     with open_dict(cfg):
-        cfg.model.input_size, cfg.task.num_classes = 1, 10  # the MNIST tables: one pixel per step, 10 classes
+        cfg.model.input_size = datamodule.input_size
+        cfg.task.update(datamodule.task_kwargs)
     module = build_module(cfg)
     count = module.net.free_parameters() + sum(p.numel() for p in module.readout.parameters())
     assert count == pytest.approx(cfg.paper.params, rel=0.1)

@@ -29,7 +29,7 @@ def split_off(split: Split, size: int, seed: int) -> tuple[Split, Split]:
 
 
 class PixelSequenceDataModule(pl.LightningDataModule, ABC):
-    """Train/val/test pixel sequences (B, T, C) in [0, 1]; the validation split is drawn from train.
+    """Train/val/test pixel sequences (B, T, C), scaled on the device; the validation split is drawn from train.
 
     Images stay in their stored dtype until a batch reaches its device, where `to_sequences` scales and
     permutes them; the permutation, drawn once from `permutation_seed`, is the same for every split.
