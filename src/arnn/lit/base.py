@@ -1,0 +1,92 @@
+"""What every task module shares: the encoder's constraint hooks, the optimizer set-up, and the running best of
+the validation metric that selects checkpoints."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytorch_lightning as pl
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from torchmetrics import MaxMetric, Metric
+
+from arnn.cells.base import SequenceEncoder
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler | ReduceLROnPlateau]
+Batch = tuple[Tensor, Tensor]
+
+
+class TaskModule(pl.LightningModule, ABC):
+    """A readout task around the encoder `net`; net, optimizer and scheduler arrive from Hydra (the latter two as
+    partials).
+
+    Training loss = task loss + net.penalty() (when not None, logged as `train/penalty`);
+    net.after_optimizer_step() runs after every optimizer step; net.manifold_parameters() are left out of the
+    optimizer. The running maximum of `validation_metric()` over epochs is logged as `val/<tracked>_best`.
+    Subclasses set `tracked` and define `shared_step` and `validation_metric`.
+    """
+
+    tracked: str
+    """Name of the validation metric whose best value is logged, e.g. "acc" for `val/acc_best`."""
+
+    def __init__(
+        self,
+        net: SequenceEncoder,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_monitor: str = "val/loss",
+    ) -> None:
+        super().__init__()
+        # Lightning collects the arguments of every __init__ up the call chain, so the subclass's own arguments
+        # (num_classes, output_size) are saved too.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.val_best = MaxMetric()
+
+    @abstractmethod
+    def shared_step(self, batch: Batch, stage: str) -> Tensor:
+        """The task loss of a batch at `stage` ("train", "val" or "test"); logs `<stage>/loss` and the metrics."""
+
+    @abstractmethod
+    def validation_metric(self) -> Metric:
+        """The epoch-accumulated validation metric whose best value is tracked (higher is better)."""
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss = self.shared_step(batch, "train")
+        penalty = self.net.penalty()
+        if penalty is None:
+            return loss
+        self.log("train/penalty", penalty, on_step=True, on_epoch=True)
+        return loss + penalty
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.net.after_optimizer_step()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.shared_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        # The sanity check sees a few batches of an untrained model: not a candidate for the best.
+        if self.trainer.sanity_checking:
+            return
+        self.val_best(self.validation_metric().compute())
+        self.log(f"val/{self.tracked}_best", self.val_best.compute(), prog_bar=True, sync_dist=True)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.shared_step(batch, "test")
+
+    def configure_optimizers(self) -> Optimizer | dict:
+        managed = {id(p) for p in self.net.manifold_parameters()}
+        optimizer = self.optimizer_factory([p for p in self.parameters() if id(p) not in managed])
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.scheduler_monitor, "interval": "epoch"},
+        }
