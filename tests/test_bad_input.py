@@ -7,7 +7,7 @@ from tests.conftest import FAST, run_cli
 CASES = {
     "unknown_model": (["model=nope"], "unknown model 'nope'; choose one of: ablation, arnn, arnn_gated"),
     "unknown_model_in_sweep": (["-m", "model=arnn,nope"], "unknown model 'nope'"),
-    "unknown_data": (["data=cifar100"], "unknown data 'cifar100'; choose one of: digits"),
+    "unknown_data": (["data=cifar100"], "unknown data 'cifar100'; choose one of: adding, copy, digits"),
     "zero_eps": (["model.eps=0"], "model.eps must be > 0"),
     "negative_eps": (["model.eps=-0.5"], "model.eps must be > 0"),
     "negative_gamma": (["model.gamma=-0.1"], "model.gamma (diffusion) must be >= 0"),

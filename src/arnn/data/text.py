@@ -1,0 +1,149 @@
+"""Character-level text (e.g. tiny-shakespeare) served as windows of tokens with next-character targets."""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from arnn.errors import ConfigError, DataNotFoundError
+
+
+class TextWindows(Dataset):
+    """Window i of a token sequence s: inputs s[i·stride : i·stride + L], targets s[i·stride + 1 : i·stride + L + 1].
+
+    Windows are slices (views) of `tokens`, made when asked for: no copy of all windows is kept.
+    """
+
+    def __init__(self, tokens: Tensor, context_length: int, stride: int) -> None:
+        self.tokens = tokens
+        self.context_length = context_length
+        self.stride = stride
+
+    def __len__(self) -> int:
+        # A window needs L + 1 tokens: L inputs and, one step on, L targets.
+        return (len(self.tokens) - self.context_length - 1) // self.stride + 1
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        start = index * self.stride
+        window = self.tokens[start : start + self.context_length + 1]
+        return window[:-1], window[1:]
+
+
+class CharacterTextDataModule(pl.LightningDataModule):
+    """A text file as character tokens, split into contiguous train/val/test parts, served in windows.
+
+    Vocabulary: the sorted set of the characters of the whole file; token = index in it, so `input_size` (the
+    one-hot width) and the task's `vocab_size` are its length.
+    Splits: the first 1 − val_fraction − test_fraction of the text trains, the next val_fraction validates, the
+    rest tests. Contiguous blocks, not shuffled characters or windows, so no validation or test window overlaps
+    the training text (overlapping windows would leak their targets).
+    Windows: `context_length` input characters, targets = inputs shifted by one character; each window starts from
+    the encoder's zero state. Training windows start every `stride` characters (default `context_length`:
+    non-overlapping, each training character is a target at most once per epoch) and are drawn in a shuffled order each
+    epoch; validation and test windows never overlap, so each of their characters is scored once.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        context_length: int = 100,
+        stride: int | None = None,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if context_length < 1:
+            raise ConfigError(f"data.context_length must be >= 1, got {context_length}; e.g. data.context_length=100")
+        if stride is not None and stride < 1:
+            raise ConfigError(f"data.stride must be >= 1 or null (= context_length), got {stride}")
+        if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+            raise ConfigError(
+                f"data.val_fraction and data.test_fraction must be > 0 with a sum < 1, got {val_fraction} and "
+                f"{test_fraction}; e.g. 0.05 and 0.05"
+            )
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataNotFoundError(
+                f"text file not found: {self.path}; set data.path to a plain-text file, "
+                "e.g. data.path=../shared/data/tinyshakespeare/input.txt"
+            )
+        self.context_length = context_length
+        self.stride = context_length if stride is None else stride
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        # Read now: train() needs input_size (the vocabulary size) before the trainer calls setup().
+        self.text = self.path.read_text(encoding="utf-8")
+        self.vocabulary = sorted(set(self.text))
+        self.index = {character: token for token, character in enumerate(self.vocabulary)}
+        self.splits: dict[str, TextWindows] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def input_size(self) -> int:
+        """One-hot width of a token: the vocabulary size."""
+        return self.vocab_size
+
+    @property
+    def task_kwargs(self) -> dict[str, int]:
+        """What the task module needs to know about this data."""
+        return {"vocab_size": self.vocab_size}
+
+    def encode(self, text: str) -> Tensor:
+        """Characters → tokens (int64); every character must be in the vocabulary."""
+        return torch.tensor([self.index[character] for character in text], dtype=torch.long)
+
+    def decode(self, tokens: Tensor) -> str:
+        """Tokens → characters; decode(encode(s)) == s."""
+        return "".join(self.vocabulary[token] for token in tokens.tolist())
+
+    def split_tokens(self) -> dict[str, Tensor]:
+        """The contiguous train/val/test parts of the encoded text, in this order."""
+        tokens = self.encode(self.text)
+        n_val, n_test = int(len(tokens) * self.val_fraction), int(len(tokens) * self.test_fraction)
+        n_train = len(tokens) - n_val - n_test
+        parts = dict(zip(("train", "val", "test"), tokens.split([n_train, n_val, n_test]), strict=True))
+        for name, part in parts.items():
+            if len(part) < self.context_length + 1:
+                raise ConfigError(
+                    f"the {name} part of {self.path} has {len(part)} characters, fewer than context_length + 1 = "
+                    f"{self.context_length + 1}; lower data.context_length or use a longer text"
+                )
+        return parts
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        parts = self.split_tokens()
+        self.splits = {
+            name: TextWindows(part, self.context_length, self.stride if name == "train" else self.context_length)
+            for name, part in parts.items()
+        }
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[name],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
