@@ -2,11 +2,11 @@
 
 from abc import ABC, abstractmethod
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from arnn.data.splits import SplitDataModule
 from arnn.errors import ConfigError
 
 Split = tuple[Tensor, Tensor]
@@ -28,7 +28,7 @@ def split_off(split: Split, size: int, seed: int) -> tuple[Split, Split]:
     return (x[rest], y[rest]), (x[held], y[held])
 
 
-class PixelSequenceDataModule(pl.LightningDataModule, ABC):
+class PixelSequenceDataModule(SplitDataModule, ABC):
     """Train/val/test pixel sequences (B, T, C), scaled on the device; the validation split is drawn from train.
 
     Images stay in their stored dtype until a batch reaches its device, where `to_sequences` scales and
@@ -49,15 +49,10 @@ class PixelSequenceDataModule(pl.LightningDataModule, ABC):
         permutation_seed: int | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        super().__init__(batch_size, num_workers)
         self.val_size = self.default_val_size if val_size is None else val_size
         self.split_seed = split_seed
         self.permutation = None if permutation_seed is None else seeded_permutation(self.seq_len, permutation_seed)
-        self.num_workers = num_workers
-        self.splits: dict[str, TensorDataset] = {}
 
     @abstractmethod
     def load(self) -> tuple[Split, Split]:
@@ -85,21 +80,3 @@ class PixelSequenceDataModule(pl.LightningDataModule, ABC):
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         x, y = batch
         return self.to_sequences(x), y
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.splits[name],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

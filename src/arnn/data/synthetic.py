@@ -3,17 +3,15 @@
 from abc import ABC, abstractmethod
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from arnn.data.splits import SPLITS, SplitDataModule
 from arnn.errors import ConfigError
 
-SPLITS = ("train", "val", "test")
 
-
-class SyntheticDataModule(pl.LightningDataModule, ABC):
+class SyntheticDataModule(SplitDataModule, ABC):
     """Train/val/test sets drawn once, in setup, from a generator seeded by (seed, split index).
 
     A split's samples depend only on `seed`, the split and the task's own settings, not on the other splits' sizes.
@@ -30,19 +28,14 @@ class SyntheticDataModule(pl.LightningDataModule, ABC):
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         for name, size in zip(SPLITS, (train_size, val_size, test_size), strict=True):
             if size < 1:
                 raise ConfigError(f"data.{name}_size must be >= 1, got {size}")
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if seed < 0:
             raise ConfigError(f"data.seed must be >= 0, got {seed}")
         self.sizes = dict(zip(SPLITS, (train_size, val_size, test_size), strict=True))
-        self.batch_size = batch_size
         self.seed = seed
-        self.num_workers = num_workers
-        self.splits: dict[str, TensorDataset] = {}
 
     @property
     @abstractmethod
@@ -61,24 +54,6 @@ class SyntheticDataModule(pl.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = {split: TensorDataset(*self.draw(split)) for split in SPLITS}
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 class AddingDataModule(SyntheticDataModule):

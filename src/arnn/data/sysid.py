@@ -3,11 +3,11 @@
 
 from dataclasses import dataclass
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from arnn.data.splits import SplitDataModule
 from arnn.errors import ConfigError
 
 CALIBRATION_SHAPE = (100, 1000)
@@ -104,7 +104,7 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-class SystemIdentificationDataModule(pl.LightningDataModule):
+class SystemIdentificationDataModule(SplitDataModule):
     """Seed 004's benchmark: inputs x_t ~ N(0, I_m) i.i.d., targets y_t = C h_t + noise of a random teacher RNN
     (`TeacherRNN`, `teacher_units` ReLU units, ‖W‖ < 1, each unit on ≈ `on_fraction` of the time).
 
@@ -131,7 +131,7 @@ class SystemIdentificationDataModule(pl.LightningDataModule):
         batch_size: int = 10,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         for name, value in (
             ("seq_len", seq_len),
             ("input_size", input_size),
@@ -160,9 +160,6 @@ class SystemIdentificationDataModule(pl.LightningDataModule):
         self.on_fraction = on_fraction
         self.snr_db = snr_db
         self.val_size = val_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.splits: dict[str, TensorDataset] = {}
         self._teacher: TeacherRNN | None = None
 
     @property
@@ -193,21 +190,3 @@ class SystemIdentificationDataModule(pl.LightningDataModule):
         blocks = {"test": test, "val": val, "train": slice(val.stop, None)}
         self.splits = {name: TensorDataset(x[block], y[block]) for name, block in blocks.items()}
         self._teacher = teacher
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.splits[name],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

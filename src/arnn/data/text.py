@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from arnn.data.splits import SplitDataModule
 from arnn.errors import ConfigError, DataNotFoundError
 
 
@@ -31,7 +31,7 @@ class TextWindows(Dataset):
         return window[:-1], window[1:]
 
 
-class CharacterTextDataModule(pl.LightningDataModule):
+class CharacterTextDataModule(SplitDataModule):
     """A text file as character tokens, split into contiguous train/val/test parts, served in windows.
 
     Vocabulary: the sorted set of the characters of the whole file; token = index in it, so `input_size` (the
@@ -55,7 +55,7 @@ class CharacterTextDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         if context_length < 1:
             raise ConfigError(f"data.context_length must be >= 1, got {context_length}; e.g. data.context_length=100")
         if stride is not None and stride < 1:
@@ -65,8 +65,6 @@ class CharacterTextDataModule(pl.LightningDataModule):
                 f"data.val_fraction and data.test_fraction must be > 0 with a sum < 1, got {val_fraction} and "
                 f"{test_fraction}; e.g. 0.05 and 0.05"
             )
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.path = Path(path)
         if not self.path.is_file():
             raise DataNotFoundError(
@@ -77,13 +75,10 @@ class CharacterTextDataModule(pl.LightningDataModule):
         self.stride = context_length if stride is None else stride
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         # Read now: train() needs input_size (the vocabulary size) before the trainer calls setup().
         self.text = self.path.read_text(encoding="utf-8")
         self.vocabulary = sorted(set(self.text))
         self.index = {character: token for token, character in enumerate(self.vocabulary)}
-        self.splits: dict[str, TextWindows] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -129,21 +124,3 @@ class CharacterTextDataModule(pl.LightningDataModule):
             name: TextWindows(part, self.context_length, self.stride if name == "train" else self.context_length)
             for name, part in parts.items()
         }
-
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.splits[name],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
