@@ -37,3 +37,18 @@ class SplitDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+class TokenSizes:
+    """Sizes of a datamodule of int64 token sequences that the task feeds one-hot: both come from `vocab_size`."""
+
+    vocab_size: int
+
+    @property
+    def input_size(self) -> int:
+        """One-hot width of a token: the vocabulary size."""
+        return self.vocab_size
+
+    @property
+    def task_kwargs(self) -> dict[str, int]:
+        return {"vocab_size": self.vocab_size}

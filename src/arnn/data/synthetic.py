@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from arnn.data.splits import SPLITS, SplitDataModule
+from arnn.data.splits import SPLITS, SplitDataModule, TokenSizes
 from arnn.errors import ConfigError
 
 
@@ -86,7 +86,7 @@ class AddingDataModule(SyntheticDataModule):
         return torch.from_numpy(np.stack([values, markers], axis=-1)), torch.from_numpy(target[:, None])
 
 
-class CopyDataModule(SyntheticDataModule):
+class CopyDataModule(TokenSizes, SyntheticDataModule):
     """The copy-memory task: tokens (N, delay + 2K) in, tokens out at every step, for copy length K.
 
     Tokens: 0 = blank, 1 … num_symbols = data symbols, num_symbols + 1 = delimiter.
@@ -116,15 +116,6 @@ class CopyDataModule(SyntheticDataModule):
     def vocab_size(self) -> int:
         """Blank, data symbols and delimiter."""
         return self.num_symbols + 2
-
-    @property
-    def input_size(self) -> int:
-        """One-hot width of a token: the vocabulary size."""
-        return self.vocab_size
-
-    @property
-    def task_kwargs(self) -> dict[str, int]:
-        return {"vocab_size": self.vocab_size}
 
     def generate(self, size: int, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         length, seq_len = self.copy_length, self.delay + 2 * self.copy_length

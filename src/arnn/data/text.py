@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from arnn.data.splits import SplitDataModule
+from arnn.data.splits import SplitDataModule, TokenSizes
 from arnn.errors import ConfigError, DataNotFoundError
 
 
@@ -31,7 +31,7 @@ class TextWindows(Dataset):
         return window[:-1], window[1:]
 
 
-class CharacterTextDataModule(SplitDataModule):
+class CharacterTextDataModule(TokenSizes, SplitDataModule):
     """A text file as character tokens, split into contiguous train/val/test parts, served in windows.
 
     Vocabulary: the sorted set of the characters of the whole file; token = index in it, so `input_size` (the
@@ -83,16 +83,6 @@ class CharacterTextDataModule(SplitDataModule):
     @property
     def vocab_size(self) -> int:
         return len(self.vocabulary)
-
-    @property
-    def input_size(self) -> int:
-        """One-hot width of a token: the vocabulary size."""
-        return self.vocab_size
-
-    @property
-    def task_kwargs(self) -> dict[str, int]:
-        """What the task module needs to know about this data."""
-        return {"vocab_size": self.vocab_size}
 
     def encode(self, text: str) -> Tensor:
         """Characters → tokens (int64); every character must be in the vocabulary."""
