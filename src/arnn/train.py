@@ -1,7 +1,9 @@
 """train(cfg): instantiate data, network, task and trainer from the Hydra config, fit, then test the best
 validation checkpoint."""
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,6 +17,9 @@ from arnn.errors import ConfigError
 from arnn.wandb_mode import register_resolver
 
 log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+"""Written into the run's output dir after testing: all logged metrics of the best-validation checkpoint."""
 
 
 def instantiate_entries(group: DictConfig | None) -> list[Any]:
@@ -30,6 +35,12 @@ def _finish(loggers: list[Logger]) -> None:
         import wandb
 
         wandb.finish()
+
+
+def write_metrics(path: Path, metrics: dict[str, float], test_metric: str, best_checkpoint: str) -> None:
+    """The run's final numbers as JSON, for `python -m arnn.report` to read back."""
+    record = {"metrics": metrics, "test_metric": test_metric, "best_checkpoint": best_checkpoint or None}
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -68,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         test_metric = cfg.monitor.metric.replace("val/", "test/", 1)
+        write_metrics(Path(cfg.paths.output_dir) / METRICS_FILE, metrics, test_metric, best)
         log.info(
             "%s %.4f on the best-validation checkpoint %s (%s %.4f)",
             test_metric,

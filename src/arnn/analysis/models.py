@@ -1,0 +1,67 @@
+"""Models and input batches for analyses: freshly initialised from config overrides, or from a checkpoint."""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import Tensor
+
+from arnn.checkpoint import CONFIG_KEY, build_module, load_model
+from arnn.lit.base import TaskModule
+from arnn.wandb_mode import register_resolver
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """conf/train.yaml composed with `overrides` as train.py would, without Hydra's own run settings."""
+    register_resolver()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=["logger=none", *overrides])
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.paths.output_dir = "."
+    return cfg
+
+
+def fresh_model(cfg: DictConfig) -> tuple[TaskModule, pl.LightningDataModule]:
+    """The task module at initialisation (seeded by cfg.seed) and its datamodule, sizes filled in."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    with open_dict(cfg):
+        cfg.model.input_size = datamodule.input_size
+        cfg.task.update(datamodule.task_kwargs)
+    return build_module(cfg).eval(), datamodule
+
+
+def trained_model(checkpoint: Path) -> tuple[TaskModule, pl.LightningDataModule]:
+    """The checkpoint's task module (CPU, eval mode) and the datamodule of the run that wrote it."""
+    module = load_model(checkpoint)
+    config = torch.load(checkpoint, map_location="cpu", weights_only=True)[CONFIG_KEY]
+    register_resolver()
+    return module, instantiate(OmegaConf.create(config)["data"])
+
+
+def input_batch(datamodule: pl.LightningDataModule, size: int, split: str = "val") -> tuple[Tensor, Tensor]:
+    """The first `size` examples (inputs, targets) of a split, as the model sees them: (B, T, m) float sequences
+    after the datamodule's on-device transform."""
+    datamodule.prepare_data()
+    datamodule.setup("fit" if split in ("train", "val") else "test")
+    loader = getattr(datamodule, f"{split}_dataloader")()
+    inputs, targets = [], []
+    count = 0
+    for x, y in loader:
+        x, y = datamodule.on_after_batch_transfer((x, y), 0)
+        inputs.append(x)
+        targets.append(y)
+        count += len(x)
+        if count >= size:
+            break
+    return torch.cat(inputs)[:size], torch.cat(targets)[:size]
