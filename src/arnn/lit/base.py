@@ -52,6 +52,11 @@ class TaskModule(pl.LightningModule, ABC):
         """The task loss of a batch at `stage` ("train", "val" or "test"); logs `<stage>/loss` and the metrics."""
 
     @abstractmethod
+    def task_loss(self, batch: Batch) -> Tensor:
+        """The task loss of a batch, as in training but without the penalty, logging or metric updates (for
+        analyses that differentiate it)."""
+
+    @abstractmethod
     def validation_metric(self) -> Metric:
         """The epoch-accumulated validation metric whose best value is tracked (higher is better)."""
 

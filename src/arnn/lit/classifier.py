@@ -35,6 +35,10 @@ class SequenceClassifier(TaskModule):
         y, _ = self.net(x)
         return self.readout(y[:, -1])
 
+    def task_loss(self, batch: Batch) -> Tensor:
+        x, target = batch
+        return F.cross_entropy(self(x), target)
+
     def shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, target = batch
         logits = self(x)

@@ -56,6 +56,10 @@ class NextTokenModel(TaskModule):
         """Mean cross-entropy over the positions whose target is not `ignore_index`."""
         return F.cross_entropy(logits.reshape(-1, self.vocab_size), target.reshape(-1), ignore_index=self.ignore_index)
 
+    def task_loss(self, batch: Batch) -> Tensor:
+        tokens, target = batch
+        return self.loss(self(tokens), target)
+
     def shared_step(self, batch: Batch, stage: str) -> Tensor:
         tokens, target = batch
         logits = self(tokens)

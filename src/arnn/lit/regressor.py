@@ -50,6 +50,10 @@ class SequenceRegressor(TaskModule):
             )
         return prediction
 
+    def task_loss(self, batch: Batch) -> Tensor:
+        x, target = batch
+        return F.mse_loss(self.predict_targets(x, target), target)
+
     def shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, target = batch
         prediction = self.predict_targets(x, target)
