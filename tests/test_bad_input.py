@@ -2,12 +2,14 @@
 
 import pytest
 
-from tests.conftest import FAST, run_cli
+from arnn.choices import unknown_choice
+from tests.conftest import FAST, ROOT, run_cli
 
 CASES = {
     "unknown_model": (["model=nope"], "unknown model 'nope'; choose one of: ablation, arnn, arnn_gated"),
     "unknown_model_in_sweep": (["-m", "model=arnn,nope"], "unknown model 'nope'"),
     "unknown_data": (["data=cifar100"], "unknown data 'cifar100'; choose one of: adding, copy, digits"),
+    "unknown_callback_in_list": (["callbacks=[default,nope]"], "unknown callbacks 'nope'"),
     "zero_eps": (["model.eps=0"], "model.eps must be > 0"),
     "negative_eps": (["model.eps=-0.5"], "model.eps must be > 0"),
     "negative_gamma": (["model.gamma=-0.1"], "model.gamma (diffusion) must be >= 0"),
@@ -36,3 +38,7 @@ def test_bad_input_prints_one_error_line_and_overwrites_nothing(tmp_path, argume
     assert "Traceback" not in result.stderr
     assert previous.read_bytes() == b"an earlier run's checkpoint"
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_a_list_of_known_choices_passes_the_pre_check():
+    assert unknown_choice(["callbacks=[default,jacobian_spectrum]", "model=arnn"], ROOT / "conf") is None

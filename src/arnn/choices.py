@@ -21,6 +21,8 @@ def unknown_choice(arguments: list[str], conf_dir: Path) -> str | None:
         if override.is_delete() or override.value_type not in _LISTED_CHOICES or not group_dir.is_dir():
             continue
         values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+        # A list selects several files of one group at once: callbacks=[default,jacobian_spectrum].
+        values = [item for value in values for item in (value if isinstance(value, list) else [value])]
         known = sorted(path.stem for path in group_dir.glob("*.yaml"))
         for value in values:
             if value is not None and str(value) not in known:
