@@ -31,6 +31,7 @@ from arnn.cells.constrained import ContractiveRNNCell, ProjectedOrthogonalRNNCel
 from arnn.cells.full_capacity import FullCapacityUnitaryCell
 from arnn.cells.kronecker import KroneckerRecurrentCell
 from arnn.cells.lipschitz import LipschitzRNNCell
+from arnn.cells.ode import AntisymmetricODECell
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
 from arnn.cells.oscillatory import CoupledOscillatorCell
 from arnn.cells.unitary import UnitaryRNNCell
@@ -53,6 +54,7 @@ ENCODERS: dict[str, Callable[[int, int], SequenceEncoder]] = {
     "contractive": ContractiveRNNCell,
     "cornn": CoupledOscillatorCell,
     "lipschitz_rnn": LipschitzRNNCell,
+    "ode_arnn": AntisymmetricODECell,
 }
 BASELINE = "rnn"
 
