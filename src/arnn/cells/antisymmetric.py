@@ -79,26 +79,23 @@ class _Gated(_EulerCell):
         return h + self.eps * torch.sigmoid(mh + u_z) * torch.tanh(mh + u_h)
 
 
-class _Antisymmetric(_EulerCell):
-    """M = W − Wᵀ − γI with W stored as its strictly upper triangle (n(n−1)/2 numbers)."""
+class StoredAntisymmetric:
+    """Mixin for an nn.Module holding S = W − Wᵀ as the strict upper triangle of W (n(n−1)/2 numbers, `w_upper`)
+    and the diffusion γ, giving M = S − γI; shared by the A-RNN cells and the antisymmetric ODE cell."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        eps: float = 0.01,
-        gamma: float = 0.01,
-        sigma_w: float = 1.0,
-        backend: str = "scan",
-    ) -> None:
-        super().__init__(input_size, hidden_size, eps, sigma_w, backend)
+    hidden_size: int
+    gamma: float
+    w_upper: nn.Parameter
+    upper_index: Tensor
+
+    def init_antisymmetric(self, gamma: float, sigma_w: float) -> None:
+        """Check γ ≥ 0 and draw W − Wᵀ distributed as for W ~ N(0, σ_w²/n): entries of variance 2σ_w²/n."""
         if not gamma >= 0:
             raise ConfigError(f"model.gamma (diffusion) must be >= 0, got {gamma}; set e.g. model.gamma=0.01")
         self.gamma = float(gamma)
         n = self.hidden_size
         self.register_buffer("upper_index", torch.triu_indices(n, n, offset=1), persistent=False)
-        # W − Wᵀ distributed as for W ~ N(0, σ_w²/n): its entries have variance 2σ_w²/n.
-        self.w_upper = nn.Parameter(torch.randn(n * (n - 1) // 2) * self.sigma_w * math.sqrt(2 / n))
+        self.w_upper = nn.Parameter(torch.randn(n * (n - 1) // 2) * sigma_w * math.sqrt(2 / n))
 
     def antisymmetric_matrix(self) -> Tensor:
         """W − Wᵀ, built from the stored upper triangle."""
@@ -110,6 +107,22 @@ class _Antisymmetric(_EulerCell):
         """M = W − Wᵀ − γI."""
         eye = torch.eye(self.hidden_size, device=self.w_upper.device, dtype=self.w_upper.dtype)
         return self.antisymmetric_matrix() - self.gamma * eye
+
+
+class _Antisymmetric(StoredAntisymmetric, _EulerCell):
+    """An Euler cell whose recurrent matrix is M = W − Wᵀ − γI."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        eps: float = 0.01,
+        gamma: float = 0.01,
+        sigma_w: float = 1.0,
+        backend: str = "scan",
+    ) -> None:
+        super().__init__(input_size, hidden_size, eps, sigma_w, backend)
+        self.init_antisymmetric(gamma, self.sigma_w)
 
 
 class AntisymmetricCell(_Ungated, _Antisymmetric):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from arnn.cells.antisymmetric import _Antisymmetric
+from arnn.cells.antisymmetric import StoredAntisymmetric
 from arnn.cells.base import SequenceEncoder, check_positive
 from arnn.errors import ConfigError
 
@@ -82,7 +82,7 @@ def _subdivided_grid(substeps: int, func: object, y0: Tensor, t: Tensor) -> Tens
     return torch.cat([inner.reshape(-1), t[-1:]])
 
 
-class AntisymmetricODECell(SequenceEncoder):
+class AntisymmetricODECell(StoredAntisymmetric, SequenceEncoder):
     """Antisymmetric neural ODE (seed 001): x' = σ((W − Wᵀ − γI) x + V u(t) + b), u(t) = u_k on [(k−1)dt, k·dt).
 
     The outputs are x(t_1), ..., x(t_T), all from one `odeint` call over the grid t_k = k·dt (`step` solves one
@@ -101,9 +101,6 @@ class AntisymmetricODECell(SequenceEncoder):
     `penalty()` returns adjoint_weight × its mean over batch and steps, from the latest `forward`.
     """
 
-    antisymmetric_matrix = _Antisymmetric.antisymmetric_matrix
-    recurrent_matrix = _Antisymmetric.recurrent_matrix
-
     def __init__(
         self,
         input_size: int,
@@ -120,8 +117,6 @@ class AntisymmetricODECell(SequenceEncoder):
         adjoint_weight: float = 0.0,
     ) -> None:
         super().__init__(input_size, hidden_size)
-        if not gamma >= 0:
-            raise ConfigError(f"model.gamma (diffusion) must be >= 0, got {gamma}; set e.g. model.gamma=0")
         if not sigma_w >= 0:
             raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
         if activation not in ACTIVATIONS:
@@ -137,7 +132,6 @@ class AntisymmetricODECell(SequenceEncoder):
         check_positive("dt", dt, 1.0)
         check_positive("rtol", rtol, 1e-3)
         check_positive("atol", atol, 1e-4)
-        self.gamma = float(gamma)
         self.sigma_w = float(sigma_w)
         self.activation = activation
         self.dt = float(dt)
@@ -152,8 +146,7 @@ class AntisymmetricODECell(SequenceEncoder):
         self.input_proj = nn.Linear(self.input_size, n)
         nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))  # V ~ N(0, 1/m)
         nn.init.zeros_(self.input_proj.bias)
-        self.register_buffer("upper_index", torch.triu_indices(n, n, offset=1), persistent=False)
-        self.w_upper = nn.Parameter(torch.randn(n * (n - 1) // 2) * self.sigma_w * math.sqrt(2 / n))
+        self.init_antisymmetric(gamma, self.sigma_w)
 
     def default_state(self, batch_size: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch_size, self.hidden_size)
