@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from arnn.analysis.jacobian import checkpoint_label, model_label
 from arnn.analysis.models import compose_config, fresh_model, input_batch, trained_model
-from arnn.analysis.output import analysis_dir, log_to_wandb, new_figure, save_figure, write_csv
+from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv
 from arnn.analysis.state import StateLayout, add_probe, replaced_encoder
 from arnn.cells.base import SequenceEncoder, State
 from arnn.lit.base import Batch, TaskModule
@@ -109,7 +109,4 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(rows, folder / "gradient_flow.csv"),
         save_figure(plot_gradient_flow(curves), folder / "gradient_flow.png"),
     ]
-    for path in files:
-        print(path)
-    if args.wandb:
-        log_to_wandb("gradient_flow", folder, files)
+    publish("gradient_flow", folder, files, args.wandb)

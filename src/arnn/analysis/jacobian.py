@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
 from arnn.analysis.models import compose_config, fresh_model, input_batch, trained_model
-from arnn.analysis.output import analysis_dir, log_to_wandb, new_figure, save_figure, write_csv
+from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv
 from arnn.analysis.state import StateLayout, encoder_input
 from arnn.cells.base import SequenceEncoder, State
 from arnn.checkpoint import CONFIG_KEY
@@ -275,7 +275,4 @@ def main(argv: list[str] | None = None) -> None:
             rows = at_init(args.models, args.gammas, args.override, args.batch, args.eps)
         figure = plot_spectra(rows)
     files = [write_csv(rows, folder / "jacobian.csv"), save_figure(figure, folder / "jacobian.png")]
-    for path in files:
-        print(path)
-    if args.wandb:
-        log_to_wandb("jacobian", folder, files)
+    publish("jacobian", folder, files, args.wandb)

@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from arnn.analysis.output import analysis_dir, log_to_wandb, new_figure, save_figure, write_csv, write_json
+from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.cells.ode import AntisymmetricODECell
 
 
@@ -160,7 +160,4 @@ def main(argv: list[str] | None = None) -> None:
         write_json(summary, folder / "ode_norm.json"),
         save_figure(plot_drifts(series, times, errors), folder / "ode_norm.png"),
     ]
-    for path in files:
-        print(path)
-    if args.wandb:
-        log_to_wandb("ode_norm", folder, files, summary)
+    publish("ode_norm", folder, files, args.wandb, summary)

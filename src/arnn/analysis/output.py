@@ -78,3 +78,11 @@ def log_to_wandb(name: str, folder: Path, files: Iterable[Path], summary: Mappin
             run.summary.update(dict(summary))
     finally:
         run.finish()
+
+
+def publish(name: str, folder: Path, files: list[Path], wandb: bool, summary: Mapping[str, Any] | None = None) -> None:
+    """Print the paths an analysis wrote and, when `wandb` is set, log them (and `summary`) with `log_to_wandb`."""
+    for path in files:
+        print(path)
+    if wandb:
+        log_to_wandb(name, folder, files, summary)

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
-from arnn.analysis.output import analysis_dir, log_to_wandb, new_figure, save_figure, write_csv, write_json
+from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.analysis.urnn_equivalence import RNN, dilated, positive_int, random_rnn, state_bound, unitary_equivalent
 
 TEACHERS = ("sigmoid", "relu")
@@ -317,7 +317,4 @@ def main(argv: list[str] | None = None) -> None:
         write_json({"config": config} | summary, folder / "sigmoid_gap.json"),
         save_figure(plot(rows, theorem_beta, args.teacher_states), folder / "sigmoid_gap.png"),
     ]
-    for file in files:
-        print(file)
-    if args.wandb:
-        log_to_wandb("sigmoid_gap", folder, files, {"construction_test_nmse": exact})
+    publish("sigmoid_gap", folder, files, args.wandb, {"construction_test_nmse": exact})

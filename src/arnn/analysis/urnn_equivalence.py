@@ -20,7 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from arnn.analysis.output import analysis_dir, log_to_wandb, new_figure, save_figure, write_csv, write_json
+from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.cells.constrained import orthogonality_error
 from arnn.errors import UserError
 
@@ -285,7 +285,4 @@ def main(argv: list[str] | None = None) -> None:
         ),
         save_figure(plot(rows, example), folder / "urnn_equivalence.png"),
     ]
-    for file in files:
-        print(file)
-    if args.wandb:
-        log_to_wandb("urnn_equivalence", folder, files, summary)
+    publish("urnn_equivalence", folder, files, args.wandb, summary)
