@@ -28,7 +28,7 @@ from arnn.analysis.models import compose_config, fresh_model, input_batch, train
 from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv
 from arnn.analysis.state import StateLayout, encoder_input
 from arnn.cells.base import SequenceEncoder, State
-from arnn.checkpoint import CONFIG_KEY
+from arnn.checkpoint import CONFIG_KEY, read_checkpoint
 from arnn.errors import UserError
 
 SPECTRUM_FILE = "jacobian_spectrum"
@@ -208,7 +208,7 @@ def at_init(
 
 
 def checkpoint_label(checkpoint: Path) -> str:
-    config = torch.load(checkpoint, map_location="cpu", weights_only=True)[CONFIG_KEY]
+    config = read_checkpoint(checkpoint)[CONFIG_KEY]
     tags = config.get("tags") or [None]
     return model_label(config, tags[0])
 

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from arnn.checkpoint import CONFIG_KEY, build_module, load_model
+from arnn.checkpoint import CONFIG_KEY, build_module, module_from_checkpoint, read_checkpoint
 from arnn.lit.base import TaskModule
 from arnn.wandb_mode import register_resolver
 
@@ -43,10 +43,9 @@ def fresh_model(cfg: DictConfig) -> tuple[TaskModule, pl.LightningDataModule]:
 
 def trained_model(checkpoint: Path) -> tuple[TaskModule, pl.LightningDataModule]:
     """The checkpoint's task module (CPU, eval mode) and the datamodule of the run that wrote it."""
-    module = load_model(checkpoint)
-    config = torch.load(checkpoint, map_location="cpu", weights_only=True)[CONFIG_KEY]
+    stored = read_checkpoint(checkpoint)
     register_resolver()
-    return module, instantiate(OmegaConf.create(config)["data"])
+    return module_from_checkpoint(stored), instantiate(OmegaConf.create(stored[CONFIG_KEY])["data"])
 
 
 def input_batch(datamodule: pl.LightningDataModule, size: int, split: str = "val") -> tuple[Tensor, Tensor]:
