@@ -1,12 +1,15 @@
 """Checkpoints that carry their run's resolved config, so a model can be rebuilt from the file alone."""
 
+import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from lightning_fabric.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from arnn.errors import UserError
@@ -57,3 +60,61 @@ def module_from_checkpoint(checkpoint: dict[str, Any]) -> pl.LightningModule:
 def load_model(path: str | Path) -> pl.LightningModule:
     """Rebuild the trained LightningModule stored at `path` (weights-only loading, CPU)."""
     return module_from_checkpoint(read_checkpoint(path))
+
+
+def mismatch(checkpoint: dict[str, Any], module: pl.LightningModule) -> str | None:
+    """What keeps `checkpoint`'s weights out of `module` (missing, unexpected or reshaped tensors), or None."""
+    stored = checkpoint.get("state_dict", {})
+    expected = module.state_dict()
+    problems = [f"missing {name}" for name in expected if name not in stored]
+    problems += [f"unexpected {name}" for name in stored if name not in expected]
+    problems += [
+        f"{name} is {tuple(stored[name].shape)}, the model's is {tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in stored and stored[name].shape != tensor.shape
+    ]
+    if not problems:
+        return None
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return ", ".join(problems[:3]) + more
+
+
+def check_fits(path: str | Path, module: pl.LightningModule) -> dict[str, Any]:
+    """The checkpoint at `path`, read as `read_checkpoint` does, after checking its weights fit `module`."""
+    checkpoint = read_checkpoint(path)
+    if problem := mismatch(checkpoint, module):
+        model = checkpoint[CONFIG_KEY].get("model", {})
+        written_by = ", ".join(f"{key}={value}" for key, value in model.items() if key in ("_target_", "hidden_size"))
+        raise UserError(
+            f"checkpoint {path} does not fit this model ({problem}); it was written by {written_by}: "
+            "train with the same model settings, or drop ckpt_path / resume"
+        )
+    return checkpoint
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target, flushed to disk, then renamed over it, so a kill
+    mid-write leaves the previous file intact; read back with weights-only loading.
+
+    (Lightning's own save goes through an fsspec transaction whose temporary file lives in the system temp dir; the
+    final move across file systems is a copy, which a kill can cut short.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Callable | None = None, weights_only: bool | None = True
+    ) -> dict[str, Any]:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=weights_only is not False)

@@ -12,8 +12,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from arnn.checkpoint import ConfigInCheckpoint, build_module
-from arnn.errors import ConfigError
+from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits
+from arnn.errors import ConfigError, UserError
+from arnn.nan_guard import TrainingDiverged, likely_causes
+from arnn.resume import LAST_CHECKPOINT, ReseedEachEpoch
 from arnn.wandb_mode import register_resolver
 
 log = logging.getLogger(__name__)
@@ -43,19 +45,48 @@ def write_metrics(path: Path, metrics: dict[str, float], test_metric: str, best_
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
+def start_checkpoint(cfg: DictConfig) -> str | None:
+    """Where fitting starts from: `ckpt_path`, or with `resume=true` the run directory's last checkpoint (None when
+    the run never saved one, e.g. a multirun job that had not started)."""
+    if not cfg.get("resume"):
+        return cfg.get("ckpt_path")
+    if cfg.get("ckpt_path"):
+        raise ConfigError("give either ckpt_path=<file> or resume=true, not both")
+    last = Path(cfg.paths.output_dir) / LAST_CHECKPOINT
+    if last.exists():
+        log.info("Resuming from %s", last)
+        return str(last)
+    log.warning("resume=true but %s does not exist: training from the start", last)
+    return None
+
+
+def diverged(error: TrainingDiverged, cfg: DictConfig, trainer: pl.Trainer) -> UserError:
+    """One line for a run stopped by the NaN guard: the step, the loss, the likely cause, the checkpoint kept."""
+    last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    kept = f"last good checkpoint kept: {last}" if last else "no checkpoint was saved before it"
+    return UserError(f"training diverged: {error}; likely cause: {likely_causes(cfg)}; {kept}")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model, test its best-validation checkpoint, and return all logged metrics."""
     register_resolver()
+    finished = Path(cfg.paths.output_dir) / METRICS_FILE
+    if cfg.get("resume") and finished.exists():
+        log.info("%s already finished (%s); nothing to resume", cfg.paths.output_dir, METRICS_FILE)
+        return json.loads(finished.read_text())["metrics"]
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     with open_dict(cfg):
         cfg.model.input_size = datamodule.input_size
         cfg.task.update(datamodule.task_kwargs)
     module = build_module(cfg)
+    ckpt_path = start_checkpoint(cfg)
+    if ckpt_path:
+        check_fits(ckpt_path, module)
     datamodule.prepare_data()
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = [*instantiate_entries(cfg.get("callbacks")), ConfigInCheckpoint(config)]
+    callbacks = [*instantiate_entries(cfg.get("callbacks")), ConfigInCheckpoint(config), ReseedEachEpoch(cfg.seed)]
     loggers = instantiate_entries(cfg.get("logger"))
     try:
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -67,12 +98,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(config)
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except TrainingDiverged as error:
+            raise diverged(error, cfg, trainer) from error
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("No best-validation checkpoint was saved; testing the final weights instead.")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics |= {name: float(value) for name, value in trainer.callback_metrics.items()}
     finally:
         _finish(loggers)

@@ -46,6 +46,7 @@ class TaskModule(pl.LightningModule, ABC):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.val_best = MaxMetric()
+        self.val_best.persistent(True)  # in the checkpoint, so a resumed run keeps its best so far
 
     @abstractmethod
     def shared_step(self, batch: Batch, stage: str) -> Tensor:

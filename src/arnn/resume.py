@@ -1,0 +1,100 @@
+"""`resume=true`: run the same command again and the run continues in its earlier directory from `last.ckpt`, ending
+with the metrics an uninterrupted run would have had."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from arnn.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def _is_resume(argument: str) -> bool:
+    return argument.partition("=")[0].lstrip("+~") == "resume"
+
+
+def _asks_to_resume(arguments: list[str]) -> bool:
+    """Whether `resume=true` (any spelling Hydra reads as true) is among the overrides."""
+    parser = OverridesParser.create()
+    return any(_is_resume(a) and parser.parse_override(a).value() is True for a in arguments if not a.startswith("-"))
+
+
+def _run_overrides(arguments: list[str]) -> list[str]:
+    """The overrides that define a run, in a comparable form: flags and `resume=` left out, sorted."""
+    return sorted(a for a in arguments if not a.startswith("-") and not _is_resume(a))
+
+
+def _runs_root(arguments: list[str], conf_dir: Path) -> Path:
+    """`<paths.log_dir>/<task_name>` of the composed config, where Hydra puts this command's run directories."""
+    parser = OverridesParser.create()
+    plain = [
+        a for a in arguments if not a.startswith(("-", "hydra")) and not parser.parse_override(a).is_sweep_override()
+    ]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
+        cfg = compose("train", overrides=plain)
+    GlobalHydra.instance().clear()
+    return Path(cfg.paths.log_dir) / str(cfg.task_name)
+
+
+def _latest_single_run(root: Path, overrides: list[str]) -> Path | None:
+    runs = [
+        path.parents[1]
+        for path in (root / "runs").glob("*/.hydra/overrides.yaml")
+        if _run_overrides(list(OmegaConf.load(path))) == overrides and (path.parents[1] / LAST_CHECKPOINT).exists()
+    ]
+    return max(runs, key=lambda run: (run / LAST_CHECKPOINT).stat().st_mtime, default=None)
+
+
+def _latest_sweep(root: Path, overrides: list[str]) -> Path | None:
+    sweeps = [
+        path.parent
+        for path in (root / "multiruns").glob("*/multirun.yaml")
+        if _run_overrides(list(OmegaConf.load(path).hydra.overrides.task)) == overrides
+    ]
+    return max(sweeps, key=lambda sweep: sweep.stat().st_mtime, default=None)
+
+
+def resume_arguments(arguments: list[str], conf_dir: Path) -> list[str]:
+    """With `resume=true` among `arguments`, add `hydra.run.dir` (or `hydra.sweep.dir` for `-m`) pointing at the
+    newest earlier run of the same overrides, so Hydra reuses that directory. Unchanged without `resume=true` or when
+    the directory is already given."""
+    if not _asks_to_resume(arguments):
+        return arguments
+    multirun = any(a in MULTIRUN_FLAGS for a in arguments)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(a.startswith(f"{key}=") for a in arguments):
+        return arguments
+    root = _runs_root(arguments, conf_dir)
+    overrides = _run_overrides(arguments)
+    earlier = _latest_sweep(root, overrides) if multirun else _latest_single_run(root, overrides)
+    if earlier is None:
+        kind = "multirun" if multirun else f"run with {LAST_CHECKPOINT}"
+        raise UserError(
+            f"nothing to resume: no earlier {kind} of these overrides under {root}; "
+            "run without resume=true, or give the run's directory with " + key + "=<dir>"
+        )
+    log.info("resuming %s", earlier)
+    return [*arguments, f"{key}={earlier}"]
+
+
+class ReseedEachEpoch(pl.Callback):
+    """Reseeds every global RNG at the start of each training epoch from (seed, epoch), so what an epoch draws
+    (fresh noise padding, dropout, worker seeds) does not depend on what ran before it: a resumed run repeats it."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch_seed = int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0])
+        pl.seed_everything(epoch_seed, workers=True, verbose=False)

@@ -1,0 +1,122 @@
+"""A run killed with SIGKILL mid-epoch and started again with `resume=true` ends where an uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from arnn.checkpoint import AtomicCheckpointIO
+from arnn.errors import UserError
+from arnn.resume import resume_arguments
+from tests.conftest import ROOT, run_cli
+
+RUN = [
+    "model.hidden_size=16",
+    "trainer.max_epochs=4",
+    "trainer.accelerator=cpu",
+    "logger=csv",
+    "callbacks.rich_progress_bar=null",
+]
+
+
+def _metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / "metrics.json").read_text())["metrics"]
+
+
+def _kill_after_first_checkpoint(arguments: list[str], run_dir: Path) -> int:
+    """Start train.py, SIGKILL it as soon as epoch 0's last.ckpt exists (it is then inside epoch 1), return its code."""
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *arguments],
+        cwd=ROOT,
+        env={**os.environ, "WANDB_MODE": "offline"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    return process.wait()
+
+
+@pytest.mark.slow
+def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
+    uninterrupted = tmp_path / "uninterrupted"
+    assert run_cli(*RUN, f"hydra.run.dir={uninterrupted}").returncode == 0
+
+    killed = tmp_path / "killed"
+    assert _kill_after_first_checkpoint([*RUN, f"hydra.run.dir={killed}"], killed) == -signal.SIGKILL
+    assert not (killed / "metrics.json").exists(), "the kill came after the run had finished"
+    stored = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert stored["epoch"] == 0 and not list(killed.glob("checkpoints/.*.tmp"))
+
+    resumed = run_cli(*RUN, f"hydra.run.dir={killed}", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from" in resumed.stderr + resumed.stdout
+    expected, got = _metrics(uninterrupted), _metrics(killed)
+    assert got.keys() == expected.keys()
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)
+    assert json.loads((killed / "metrics.json").read_text())["best_checkpoint"].startswith(str(killed))
+
+
+def test_atomic_save_leaves_the_previous_checkpoint_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1, "weight": torch.ones(3)}, path)
+
+    def fail_halfway(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", fail_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2, "weight": torch.zeros(3)}, path)
+
+    assert AtomicCheckpointIO().load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_checkpoints_load_weights_only(tmp_path):
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "payload": Path("not a tensor")}, path)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        AtomicCheckpointIO().load_checkpoint(path)
+
+
+def _fake_run(directory: Path, overrides: list[str], checkpoint: bool = True) -> Path:
+    (directory / ".hydra").mkdir(parents=True)
+    (directory / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if checkpoint:
+        (directory / "checkpoints").mkdir()
+        (directory / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    return directory
+
+
+def test_resume_finds_the_newest_earlier_run_of_the_same_overrides(tmp_path):
+    log_dir = f"paths.log_dir={tmp_path}"
+    runs = tmp_path / "train" / "runs"
+    older = _fake_run(runs / "a", [log_dir, "model.eps=0.1", "seed=3"])
+    newer = _fake_run(runs / "b", ["seed=3", log_dir, "model.eps=0.1"])  # the same overrides in another order
+    _fake_run(runs / "c", [log_dir, "model.eps=0.1", "seed=4"])  # other overrides
+    _fake_run(runs / "d", [log_dir, "model.eps=0.1", "seed=3"], checkpoint=False)  # never saved a checkpoint
+    now = time.time()
+    os.utime(older / "checkpoints" / "last.ckpt", (now - 100, now - 100))
+    os.utime(newer / "checkpoints" / "last.ckpt", (now, now))
+
+    arguments = ["model.eps=0.1", "seed=3", log_dir, "resume=true"]
+    assert resume_arguments(arguments, ROOT / "conf") == [*arguments, f"hydra.run.dir={newer}"]
+
+
+def test_resume_without_an_earlier_run_names_the_fix(tmp_path):
+    with pytest.raises(UserError, match="nothing to resume.*run without resume=true"):
+        resume_arguments(["seed=5", f"paths.log_dir={tmp_path}", "resume=true"], ROOT / "conf")
+
+
+def test_arguments_without_resume_are_left_alone():
+    assert resume_arguments(["seed=5", "resume=false"], ROOT / "conf") == ["seed=5", "resume=false"]
