@@ -120,3 +120,14 @@ def test_resume_without_an_earlier_run_names_the_fix(tmp_path):
 
 def test_arguments_without_resume_are_left_alone():
     assert resume_arguments(["seed=5", "resume=false"], ROOT / "conf") == ["seed=5", "resume=false"]
+
+
+def test_resume_of_a_sweep_reuses_the_sweep_directory_of_the_same_overrides(tmp_path):
+    log_dir = f"paths.log_dir={tmp_path}"
+    sweeps = tmp_path / "train" / "multiruns"
+    for name, task in (("a", ["seed=1,2,3", log_dir]), ("b", ["seed=1,2", log_dir])):
+        (sweeps / name).mkdir(parents=True)
+        (sweeps / name / "multirun.yaml").write_text(f"hydra:\n  overrides:\n    task: {task}\n")
+
+    arguments = ["-m", log_dir, "seed=1,2,3", "resume=true"]
+    assert resume_arguments(arguments, ROOT / "conf") == [*arguments, f"hydra.sweep.dir={sweeps / 'a'}"]
