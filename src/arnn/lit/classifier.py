@@ -45,7 +45,7 @@ class SequenceClassifier(TaskModule):
         loss = F.cross_entropy(logits, target)
         self.accuracy[f"{stage}_acc"](logits, target)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log(f"{stage}/acc", self.accuracy[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

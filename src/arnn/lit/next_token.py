@@ -65,7 +65,7 @@ class NextTokenModel(TaskModule):
         logits = self(tokens)
         loss = self.loss(logits, target)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
         if stage != "train":
             accuracy, perplexity = self.accuracy[f"{stage}_acc"], self.perplexity[f"{stage}_ppl"]
             accuracy(logits.reshape(-1, self.vocab_size), target.reshape(-1))

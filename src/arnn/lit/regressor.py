@@ -59,7 +59,7 @@ class SequenceRegressor(TaskModule):
         prediction = self.predict_targets(x, target)
         loss = F.mse_loss(prediction, target)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
         if stage != "train":
             r2 = self.r2[f"{stage}_r2"]
             size = target.shape[-1]
