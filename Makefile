@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test bench clean
+.PHONY: install train test bench sync clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ test: install
 
 bench: install
 	$(PY) -m arnn.bench $(ARGS)
+
+# Uploads the offline W&B runs under outputs/ (after `wandb login`); runs synced before are skipped.
+sync: install
+	find outputs -type d -name wandb -prune -exec $(VENV)/bin/wandb sync $(ARGS) {} +
 
 clean:
 	rm -rf outputs .pytest_cache build src/*.egg-info
