@@ -115,12 +115,13 @@ def test_slurm_launcher_submits_one_array_task_per_job_with_a_task_per_device(tm
             "hydra.launcher.partition=gpu",
             "trainer=ddp",
             "trainer.devices=4",
+            "trainer.num_nodes=2",
             "model.gamma=0.01,0.1",
             f"hydra.sweep.dir={sweep}",
         )
 
     (script,) = sbatch_scripts
-    directives = {line.split("=")[0]: line.split("=", 1)[1] for line in script.splitlines() if "#SBATCH" in line}
+    directives = dict(line.split("=", 1) for line in script.splitlines() if line.startswith("#SBATCH"))
     logs = f"{sweep}/.submitit/%A_%a/%A_%a_0_log"
     assert directives == {
         "#SBATCH --array": "0-1%2",
@@ -129,7 +130,7 @@ def test_slurm_launcher_submits_one_array_task_per_job_with_a_task_per_device(tm
         "#SBATCH --gpus-per-node": "4",
         "#SBATCH --job-name": "train",
         "#SBATCH --mem": "32GB",
-        "#SBATCH --nodes": "1",
+        "#SBATCH --nodes": "2",
         "#SBATCH --ntasks-per-node": "4",
         "#SBATCH --open-mode": "append",
         "#SBATCH --output": f"{logs}.out",
