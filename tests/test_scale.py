@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import submitit
 import wandb
 import yaml
@@ -18,6 +19,8 @@ from submitit.core.utils import DelayedSubmission
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
 from arnn.checkpoint import load_model
+from arnn.ddp import check_rank_launch
+from arnn.errors import ConfigError
 from arnn.train import train
 from arnn.wandb_mode import flat_hyperparameters, register_resolver, run_group
 from tests.conftest import ROOT, run_cli
@@ -270,3 +273,38 @@ def test_offline_wandb_run_gets_flat_config_group_and_tags(make_cfg, monkeypatch
     assert not any(isinstance(value, dict) and value for value in seen["config"].values())
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert run_dir.name.endswith(seen["id"]) and (run_dir / f"run-{seen['id']}.wandb").stat().st_size > 0
+
+
+def ddp_trainer(devices: int) -> pl.Trainer:
+    return pl.Trainer(strategy="ddp", accelerator="cpu", devices=devices, logger=False, enable_checkpointing=False)
+
+
+def in_hydra(mode: str) -> None:
+    """HydraConfig as in a job of `python train.py` (RUN) or `python train.py -m` (MULTIRUN)."""
+    HydraConfig.instance().set_config(compose_with_hydra(f"hydra.mode={mode}"))
+
+
+def test_ddp_that_would_rerun_the_sweep_in_each_rank_is_refused_in_a_multirun():
+    in_hydra("MULTIRUN")
+    with pytest.raises(ConfigError, match="trainer.devices=2 with DDP in a local multirun"):
+        check_rank_launch(ddp_trainer(2))
+    check_rank_launch(ddp_trainer(1))
+    in_hydra("RUN")
+    check_rank_launch(ddp_trainer(2))
+
+
+def test_ddp_ranks_started_by_slurm_are_allowed_in_a_multirun(monkeypatch):
+    slurm_task = {
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_JOB_NAME": "train",
+        "SLURM_JOB_ID": "7",
+        "SLURM_NODELIST": "node1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+    }
+    for name, value in slurm_task.items():
+        monkeypatch.setenv(name, value)
+    in_hydra("MULTIRUN")
+    check_rank_launch(ddp_trainer(2))
