@@ -16,7 +16,7 @@ from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits
 from arnn.errors import ConfigError, UserError
 from arnn.nan_guard import TrainingDiverged, likely_causes
 from arnn.resume import LAST_CHECKPOINT, ReseedEachEpoch
-from arnn.wandb_mode import register_resolver
+from arnn.wandb_mode import flat_hyperparameters, register_resolver
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             raise
         raise ConfigError(f"trainer: {error.__cause__}; check the trainer group (e.g. trainer=default)") from error
     for logger in loggers:
-        logger.log_hyperparams(config)
+        logger.log_hyperparams(flat_hyperparameters(config))
 
     try:
         try:
