@@ -13,6 +13,7 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits
+from arnn.ddp import check_rank_launch
 from arnn.errors import ConfigError, UserError
 from arnn.nan_guard import TrainingDiverged, likely_causes
 from arnn.resume import LAST_CHECKPOINT, ReseedEachEpoch
@@ -94,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if not isinstance(error.__cause__, MisconfigurationException):
             raise
         raise ConfigError(f"trainer: {error.__cause__}; check the trainer group (e.g. trainer=default)") from error
+    check_rank_launch(trainer)
     for logger in loggers:
         logger.log_hyperparams(flat_hyperparameters(config))
 

@@ -66,7 +66,7 @@ class TaskModule(pl.LightningModule, ABC):
         penalty = self.net.penalty()
         if penalty is None:
             return loss
-        self.log("train/penalty", penalty, on_step=True, on_epoch=True)
+        self.log("train/penalty", penalty, on_step=True, on_epoch=True, sync_dist=True)
         return loss + penalty
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
