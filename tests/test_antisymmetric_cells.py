@@ -92,8 +92,10 @@ def test_ablation_recurrent_matrix_is_unstructured():
     assert (m + m.t()).abs().max() > 0.1 and m.numel() == 256
 
 
+@pytest.mark.parametrize("backend", ["eager", "fused"])
 @pytest.mark.parametrize("cls", SCANNED)
-def test_scan_matches_unrolled_autograd_reference_in_float64(cls):
+def test_backend_matches_unrolled_autograd_reference_in_float64(cls, backend, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the fused kernels run on CPU through Triton's interpreter
     torch.manual_seed(0)
     cell = cls(input_size=3, hidden_size=12, eps=0.3, sigma_w=2).double()
     x = torch.randn(5, 40, 3, dtype=torch.double)
@@ -106,12 +108,41 @@ def test_scan_matches_unrolled_autograd_reference_in_float64(cls):
         loss = (y * weights).sum() + h_last.square().sum()
         return (y, h_last, *torch.autograd.grad(loss, [h0, *cell.parameters()]))
 
-    for fast, reference in zip(values_and_grads("scan"), values_and_grads("unrolled"), strict=True):
+    for fast, reference in zip(values_and_grads(backend), values_and_grads("unrolled"), strict=True):
         torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls", SCANNED)
-def test_scan_gradient_passes_gradcheck(cls):
+def test_auto_backend_runs_eager_on_cpu_and_keeps_an_fp32_state_under_bf16_autocast(cls):
+    torch.manual_seed(0)
+    cell = cls(input_size=2, hidden_size=8, eps=0.01)
+    x = torch.randn(3, 30, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = cell(x)
+    y.sum().backward()
+    # A bf16 state would round away most steps ε·φ = 0.01·φ of a state of size ~1; the fp32 state keeps them.
+    assert y.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        u = cell.input_proj(x).float()  # the projection as autocast computes it, held exactly in fp32
+    expected = torch.stack(_states_from_step(cell, u.unbind(1), torch.zeros(3, 8)), 1)
+    torch.testing.assert_close(y, expected.detach(), rtol=1e-5, atol=1e-5)
+
+
+def _states_from_step(cell, projections, h):
+    states = []
+    for u_t in projections:
+        mh = h @ cell.recurrent_matrix().t()
+        if cell.gates == 2:
+            u_z, u_h = u_t.chunk(2, dim=-1)
+            h = h + cell.eps * torch.sigmoid(mh + u_z) * torch.tanh(mh + u_h)
+        else:
+            h = h + cell.eps * torch.tanh(mh + u_t)
+        states.append(h)
+    return states
+
+
+@pytest.mark.parametrize("cls", SCANNED)
+def test_eager_gradient_passes_gradcheck(cls):
     cell = cls(input_size=2, hidden_size=4, eps=0.5).double()
     x = torch.randn(3, 6, 2, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda inputs: cell(inputs)[0], (x,))

@@ -1,1 +1,112 @@
-"""How a recurrence is executed: a readable autograd reference and fast manual-backward scans."""
+"""How a recurrence is executed: `model.backend` of the A-RNN cells.
+
+Each backend except `unrolled` is a pair of functions with the scan signature `(u, h0, m, ε) -> h_all (T, B, n)`,
+one for the ungated and one for the gated recurrence (u time-major, (T, B, n) resp. (T, B, 2, n) = (u^z, u^h);
+states are rows, so M h is h Mᵀ):
+
+- `eager`: a PyTorch loop with a hand-written backward (antisymmetric_scan); runs anywhere.
+- `fused`: persistent-RNN Triton kernels (fused_triton); CUDA, or CPU under TRITON_INTERPRET=1 (slow, for tests).
+- `graph`: the eager loop captured as CUDA graphs, one per shape (cuda_graph); CUDA only.
+- `parallel`: DEER / quasi-DEER Newton iterations over all steps with an associative scan (parallel).
+- `unrolled`: autograd through the cell's own `step` (unrolled.py), the slow reference; the cell runs it itself.
+- `auto`: `fused` on a CUDA device where a real call of the kernel matched `eager`, else `eager`.
+
+The modules load on first use, so neither Triton nor CUDA is touched unless a backend needs them.
+"""
+
+import functools
+import importlib
+import importlib.util
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from arnn.errors import ConfigError
+
+Scan = Callable[[Tensor, Tensor, Tensor, float], Tensor]
+
+BACKENDS = ("auto", "eager", "unrolled", "fused", "graph", "parallel")
+_SCANS = {
+    "eager": ("arnn.backends.antisymmetric_scan", "antisymmetric_scan", "gated_antisymmetric_scan"),
+    "fused": ("arnn.backends.fused_triton", "fused_antisymmetric", "fused_gated_antisymmetric"),
+    "graph": ("arnn.backends.cuda_graph", "graphed_antisymmetric", "graphed_gated_antisymmetric"),
+    "parallel": ("arnn.backends.parallel", "parallel_antisymmetric", "parallel_gated_antisymmetric"),
+}
+_OTHER_BACKEND = "use model.backend=eager (or auto)"
+
+
+@functools.cache
+def scans(name: str) -> tuple[Scan, Scan]:
+    """The (ungated, gated) scan functions of a backend other than `auto` and `unrolled`."""
+    module, ungated, gated = _SCANS[name]
+    loaded = importlib.import_module(module)
+    return getattr(loaded, ungated), getattr(loaded, gated)
+
+
+def check_backend(name: str) -> None:
+    """A ConfigError unless `name` is one of BACKENDS."""
+    if name not in BACKENDS:
+        raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+
+
+def resolve_backend(name: str, device: torch.device | str, hidden_size: int | None = None) -> str:
+    """The backend that runs `model.backend=name` on `device`: `auto` becomes `fused` or `eager`; a forced backend
+    that cannot run there is a ConfigError naming the fix."""
+    check_backend(name)
+    device = torch.device(device)
+    if name == "auto":
+        usable = device.type == "cuda" and _fused_unavailable(device, hidden_size) is None
+        return "fused" if usable and _fused_probe(device) is None else "eager"
+    if name == "fused" and (reason := _fused_unavailable(device, hidden_size)):
+        raise ConfigError(f"model.backend=fused {reason}; {_OTHER_BACKEND}")
+    if name == "graph" and device.type != "cuda":
+        raise ConfigError(
+            f"model.backend=graph captures CUDA graphs and needs a CUDA device, got {device}; {_OTHER_BACKEND}"
+        )
+    return name
+
+
+def _fused_unavailable(device: torch.device, hidden_size: int | None) -> str | None:
+    """Why the fused kernel cannot run on `device` with this hidden size, or None."""
+    if importlib.util.find_spec("triton") is None:
+        return "needs Triton (pip install triton)"
+    import triton
+
+    from arnn.backends.fused_triton import MAX_HIDDEN
+
+    if hidden_size is not None and hidden_size > MAX_HIDDEN:
+        return f"keeps M on chip for model.hidden_size up to {MAX_HIDDEN}, got {hidden_size}"
+    if device.type != "cuda" and not triton.knobs.runtime.interpret:
+        return f"needs a CUDA device, got {device} (TRITON_INTERPRET=1 runs Triton's slow CPU interpreter)"
+    return None
+
+
+@functools.cache
+def _fused_probe(device: torch.device) -> str | None:
+    """Run the fused scans once at a small size against eager on `device` (forward and gradients); None when they
+    agree, else why not (also warned, once per device). Deterministic inputs, so the global RNG is left alone."""
+    steps, batch, n = 3, 5, 16  # a batch that does not fill a block
+    grids = [torch.linspace(-1, 1, steps * batch * gates * n, device=device) for gates in (1, 2)]
+    h0 = torch.linspace(-0.5, 0.5, batch * n, device=device).view(batch, n)
+    m = torch.linspace(-0.3, 0.3, n * n, device=device).view(n, n)
+    try:
+        with torch.enable_grad(), torch.autocast(device.type, enabled=False):
+            for scan, reference, grid in zip(scans("fused"), scans("eager"), grids, strict=True):
+                inputs = (grid.view(steps, batch, -1, n).squeeze(2), h0, m)
+                results = []
+                for fn in (scan, reference):
+                    leaves = [t.clone().requires_grad_() for t in inputs]
+                    h_all = fn(*leaves, 0.1)
+                    results.append((h_all, *torch.autograd.grad(h_all.sum(), leaves)))
+                for fused, eager in zip(*results, strict=True):
+                    torch.testing.assert_close(fused, eager, rtol=1e-3, atol=1e-3)
+    except Exception as error:  # any failure (compile, launch, mismatch) means: do not pick the kernel
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        warnings.warn(
+            f"model.backend=auto: the fused Triton kernel failed its check on {device} ({reason}); using eager",
+            stacklevel=2,
+        )
+        return reason
+    return None

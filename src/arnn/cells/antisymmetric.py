@@ -4,34 +4,33 @@ All three are forward-Euler steps h_t = h_{t-1} + ε·φ(M h_{t-1}, V x_t + b) a
 """
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from arnn.backends.antisymmetric_scan import antisymmetric_scan, gated_antisymmetric_scan
+from arnn.backends import check_backend, resolve_backend, scans
 from arnn.backends.unrolled import unrolled
 from arnn.cells.base import SequenceEncoder, check_positive
 from arnn.errors import ConfigError
 
-BACKENDS = ("scan", "unrolled")
-
 
 class _EulerCell(SequenceEncoder):
-    """Shared parts: ε, σ_w, the input projection of all gates, and the choice of backend."""
+    """Shared parts: ε, σ_w, the input projection of all gates, and the choice of backend (arnn.backends), which is
+    resolved at each forward from the input's device, so a model moved to a GPU after construction runs the GPU
+    path."""
 
     gates: int
-    scan: Callable[[Tensor, Tensor, Tensor, float], Tensor]
 
     def __init__(
-        self, input_size: int, hidden_size: int, eps: float = 0.01, sigma_w: float = 1.0, backend: str = "scan"
+        self, input_size: int, hidden_size: int, eps: float = 0.01, sigma_w: float = 1.0, backend: str = "auto"
     ) -> None:
         super().__init__(input_size, hidden_size)
         check_positive("eps", eps, 0.01)
         if not sigma_w >= 0:
             raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
-        if backend not in BACKENDS:
-            raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        check_backend(backend)
+        if backend != "auto":  # a forced backend that no device of this machine can run fails before training
+            resolve_backend(backend, "cuda" if torch.cuda.is_available() else "cpu", self.hidden_size)
         self.eps = float(eps)
         self.sigma_w = float(sigma_w)
         self.backend = backend
@@ -48,12 +47,14 @@ class _EulerCell(SequenceEncoder):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h0 = self.default_state(x.shape[0], x) if state is None else state
-        if self.backend == "unrolled":
+        backend = resolve_backend(self.backend, x.device, self.hidden_size)
+        if backend == "unrolled":
             return unrolled(self.step, x, h0)
         # Input projections of all steps in one matmul, time-major so the scan reads contiguous rows.
         u = self.input_proj(x.transpose(0, 1).contiguous())
         u = u.view(*u.shape[:2], self.gates, self.hidden_size).squeeze(2)
-        h_all = type(self).scan(u, h0, self.recurrent_matrix(), self.eps)
+        ungated, gated = scans(backend)
+        h_all = (gated if self.gates == 2 else ungated)(u, h0, self.recurrent_matrix(), self.eps)
         return h_all.transpose(0, 1), h_all[-1]
 
 
@@ -61,7 +62,6 @@ class _Ungated(_EulerCell):
     """h_t = h_{t-1} + ε·tanh(M h_{t-1} + V x_t + b)."""
 
     gates = 1
-    scan = staticmethod(antisymmetric_scan)
 
     def step(self, x_t: Tensor, h: Tensor) -> Tensor:
         return h + self.eps * torch.tanh(h @ self.recurrent_matrix().t() + self.input_proj(x_t))
@@ -71,7 +71,6 @@ class _Gated(_EulerCell):
     """z_t = σ(M h_{t-1} + V_z x_t + b_z), h_t = h_{t-1} + ε z_t ⊙ tanh(M h_{t-1} + V_h x_t + b_h)."""
 
     gates = 2
-    scan = staticmethod(gated_antisymmetric_scan)
 
     def step(self, x_t: Tensor, h: Tensor) -> Tensor:
         mh = h @ self.recurrent_matrix().t()
@@ -119,7 +118,7 @@ class _Antisymmetric(StoredAntisymmetric, _EulerCell):
         eps: float = 0.01,
         gamma: float = 0.01,
         sigma_w: float = 1.0,
-        backend: str = "scan",
+        backend: str = "auto",
     ) -> None:
         super().__init__(input_size, hidden_size, eps, sigma_w, backend)
         self.init_antisymmetric(gamma, self.sigma_w)
@@ -139,7 +138,7 @@ class GatedAblationCell(_Gated):
     z_t = σ(W h_{t-1} + V_z x_t + b_z), h_t = h_{t-1} + ε z_t ⊙ tanh(W h_{t-1} + V_h x_t + b_h), W ~ N(0, σ_w²/n)."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, eps: float = 0.01, sigma_w: float = 1.0, backend: str = "scan"
+        self, input_size: int, hidden_size: int, eps: float = 0.01, sigma_w: float = 1.0, backend: str = "auto"
     ) -> None:
         super().__init__(input_size, hidden_size, eps, sigma_w, backend)
         n = self.hidden_size
