@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 from torchvision.datasets import CIFAR10
+from torchvision.datasets.utils import check_integrity
 
 from arnn.data.pixel_sequences import PixelSequenceDataModule, Split
 from arnn.errors import ConfigError, DataNotFoundError
@@ -50,11 +51,25 @@ class CIFAR10DataModule(PixelSequenceDataModule):
             # Checks the MD5s of all five training batches, the test batch and batches.meta, whatever `train` is.
             CIFAR10(self.data_dir, train=False, download=self.download)
         except (RuntimeError, OSError) as error:  # "Dataset not found or corrupted", or the download's URLError
-            reason = " and the download failed (no network?)" if self.download else " (data.download=false)"
-            raise DataNotFoundError(
-                f"CIFAR-10 python batches missing or corrupted in {self.batch_dir}{reason}; put torchvision's "
-                f"cifar-10-batches-py files there, or set data.data_dir to a folder that holds cifar-10-batches-py"
-            ) from error
+            raise self._not_found() from error
+
+    def _not_found(self) -> DataNotFoundError:
+        """The first corrupted file (or the missing folder) and the fix for this `download` setting."""
+        expected = [*CIFAR10.train_list, *CIFAR10.test_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+        corrupted = [
+            self.batch_dir / name
+            for name, md5 in expected
+            if (self.batch_dir / name).is_file() and not check_integrity(str(self.batch_dir / name), md5)
+        ]
+        if corrupted:
+            what = f"CIFAR-10 file {corrupted[0]} is corrupted (MD5 mismatch)"
+        else:
+            what = f"CIFAR-10 python batches not found in {self.batch_dir}"
+        if self.download:
+            fix = " and the download failed (no network?); put torchvision's cifar-10-batches-py files there"
+        else:
+            fix = " (data.download=false); set data.download=true to fetch them (needs network)"
+        return DataNotFoundError(f"{what}{fix}, or set data.data_dir to a folder that holds cifar-10-batches-py")
 
     def load(self) -> tuple[Split, Split]:
         train, test = (CIFAR10(self.data_dir, train=flag, download=False) for flag in (True, False))

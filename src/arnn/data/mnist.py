@@ -10,6 +10,7 @@ from arnn.data.pixel_sequences import PixelSequenceDataModule, Split, split_off
 from arnn.errors import ConfigError, DataNotFoundError
 
 SOURCES = ("full", "test_split")
+TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -40,14 +41,23 @@ class MNISTDataModule(PixelSequenceDataModule):
         return self.data_dir / "MNIST" / "raw"
 
     def _missing(self, what: str) -> DataNotFoundError:
-        reason = " and the download failed (no network?)" if self.download else " (data.download=false)"
+        if self.download:
+            fix = " and the download failed (no network?); put torchvision's MNIST/raw IDX files there"
+        else:
+            fix = " (data.download=false); set data.download=true to fetch them (needs network)"
         return DataNotFoundError(
-            f"MNIST {what} not found in {self.raw_dir}{reason}; put torchvision's MNIST/raw IDX files there, "
-            f"or set data.data_dir to a folder that holds MNIST/raw"
+            f"MNIST {what} not found in {self.raw_dir}{fix}, or set data.data_dir to a folder that holds MNIST/raw"
+        )
+
+    def _corrupted(self) -> DataNotFoundError:
+        return DataNotFoundError(
+            f"MNIST files in {self.raw_dir} are not valid IDX files (truncated or corrupted); delete them and set "
+            f"data.download=true to fetch them again (needs network), or put torchvision's MNIST/raw files there"
         )
 
     def prepare_data(self) -> None:
-        if self.source == "test_split" and all((self.raw_dir / name).is_file() for name in TEST_FILES):
+        needed = TEST_FILES if self.source == "test_split" else (*TRAIN_FILES, *TEST_FILES)
+        if all((self.raw_dir / name).is_file() for name in needed):
             return
         try:
             MNIST(self.data_dir, train=False, download=self.download)
@@ -55,6 +65,13 @@ class MNISTDataModule(PixelSequenceDataModule):
             raise self._missing("files") from error
 
     def load(self) -> tuple[Split, Split]:
+        try:
+            return self._read()
+        except (AssertionError, ValueError, RuntimeError) as error:
+            # torchvision asserts on a bad IDX header; a truncated file fails to take its declared shape.
+            raise self._corrupted() from error
+
+    def _read(self) -> tuple[Split, Split]:
         if self.source == "full":
             train, test = (MNIST(self.data_dir, train=flag, download=False) for flag in (True, False))
             return (_pixel_sequences(train.data), train.targets), (_pixel_sequences(test.data), test.targets)
