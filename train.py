@@ -1,6 +1,8 @@
 """Train a recurrent network from the command line: `python train.py model=arnn_gated data=pmnist`.
 
-Configuration lives in conf/ (entry: conf/train.yaml); the work is done by `arnn.train.train`.
+Configuration lives in conf/ (entry: conf/train.yaml); the work is done by `arnn.train.train`. Mistakes end in
+one line `error: ...` and a non-zero exit: the command line is checked before Hydra starts (`arnn.precheck`),
+the composed config before anything is built (`arnn.schema`).
 """
 
 import sys
@@ -9,17 +11,22 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from arnn.choices import unknown_choice
 from arnn.errors import find_user_error
-from arnn.train import train
+from arnn.precheck import HYDRA_VERSION_BASE, command_line_error
 
 CONF_DIR = Path(__file__).parent / "conf"
+CONFIG_NAME = "train"
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_path="conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
-    """Run one job and return the metric a sweeper optimises; user mistakes end in one line and exit 2."""
+    """Run one job and return the metric a sweeper optimises; user mistakes end in one line and exit 1."""
+    # Imported here so that a mistake on the command line is reported before torch loads (seconds).
+    from arnn.schema import validate
+    from arnn.train import train
+
     try:
+        validate(cfg)
         metrics = train(cfg)
     except Exception as error:
         user_error = find_user_error(error)
@@ -30,6 +37,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    if message := unknown_choice(sys.argv[1:], CONF_DIR):
+    if message := command_line_error(sys.argv[1:], CONF_DIR, CONFIG_NAME):
         sys.exit(f"error: {message}")
     main()

@@ -1,0 +1,150 @@
+"""Checks of the command line before Hydra starts a job, each failure one line naming the fix.
+
+The overrides are composed with Hydra's compose API exactly as `hydra.main` will compose them, so Hydra's own
+errors (override syntax, an unknown config-group choice, a key that is not in the config) become one line here,
+before anything is written, instead of Hydra's several lines. With --multirun the sweep overrides are left out of
+that composition, as Hydra does, and their keys and choices are checked one by one. Last, the run (or sweep)
+directory must be creatable.
+"""
+
+import difflib
+import os
+from argparse import Namespace
+from collections.abc import Iterator
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser  # the parser hydra.main reads the command line with
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, ValueType
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+HYDRA_VERSION_BASE = "1.3"
+
+_CHOICE_SWEEPS = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP)
+_ABSENT = object()
+
+
+def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -> str | None:
+    """The first mistake in `python train.py <arguments>` as a one-line message with its fix, or None."""
+    args = get_args_parser().parse_args(arguments)
+    if args.config_path or args.config_dir:
+        return None  # configs from elsewhere: Hydra reports their errors itself
+    try:
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except OverrideParseException as error:
+        return _syntax_error(error)
+    sweeps = [override for override in overrides if args.multirun and override.is_sweep_override()]
+    with initialize_config_dir(config_dir=str(conf_dir), version_base=HYDRA_VERSION_BASE):
+        loader = GlobalHydra.instance().config_loader()
+        job_overrides = [override.input_line for override in overrides if override not in sweeps]
+        try:
+            cfg = compose(args.config_name or config_name, overrides=job_overrides, return_hydra_config=True)
+        except MissingConfigException as error:
+            return _missing_config(error, loader)
+        except ConfigCompositionException as error:
+            return _composition_error(error, overrides)
+        if message := _sweep_error(sweeps, cfg, loader):
+            return message
+    if _runs_jobs(args):
+        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the directory's interpolation
+        return _output_dir_error(cfg, args.multirun)
+    return None
+
+
+def _syntax_error(error: OverrideParseException) -> str:
+    # Hydra's message: "Error parsing override '<text>'", ANTLR's reason, then a link; the reason lists every
+    # token the grammar would have accepted, which says little to a user.
+    lines = error.message.splitlines()
+    reason = lines[1].split(" expecting ")[0] if len(lines) > 1 else "invalid syntax"
+    return (
+        f"cannot parse override {error.override!r} ({reason}); write key=value, e.g. model.eps=0.1 (quoting values "
+        f"with special characters: https://hydra.cc/docs/advanced/override_grammar/basic/)"
+    )
+
+
+def _missing_config(error: MissingConfigException, loader: ConfigLoader) -> str:
+    """An unknown choice of a config group (`model=nope`, `callbacks=[default,nope]`, `hydra/launcher=nope`)."""
+    group, _, name = (error.missing_cfg_file or "").rpartition("/")
+    options = loader.get_group_options(group) if group else []
+    if not options:
+        return _first_paragraph(error)
+    return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
+
+
+def _composition_error(error: ConfigCompositionException, overrides: list[Override]) -> str:
+    cause = error.__cause__
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and isinstance(cause.parent_node, DictConfig):
+        override = next((o for o in overrides if o.key_or_group == cause.full_key), None)
+        if override is not None:
+            return _unknown_key(override, cause.parent_node)
+    return _first_paragraph(error)
+
+
+def _first_paragraph(error: Exception) -> str:
+    return "; ".join(line.strip() for line in str(error).split("\n\n")[0].splitlines() if line.strip())
+
+
+def _unknown_key(override: Override, parent: DictConfig | None) -> str:
+    """`model.hiden_size=3`: the key is not in the config; name the closest key and how to add a new one."""
+    key = override.key_or_group
+    parent_path, _, name = key.rpartition(".")
+    known = [str(sibling) for sibling in parent.keys()] if isinstance(parent, DictConfig) else []
+    closest = difflib.get_close_matches(name, known, n=1)
+    if not closest:
+        return f"{key} is not in the config; to add a new key, write +{override.input_line}"
+    suggestion = ".".join(filter(None, (parent_path, closest[0])))
+    return f"{key} is not in the config; did you mean {suggestion}? (to add a new key: +{override.input_line})"
+
+
+def _sweep_error(sweeps: list[Override], cfg: DictConfig, loader: ConfigLoader) -> str | None:
+    """Sweep overrides (`-m model=arnn,nope`, `-m model.hiden_size=1,2`): each choice must exist, each key too."""
+    for override in sweeps:
+        key = override.key_or_group
+        if key in cfg.hydra.runtime.choices:
+            if override.value_type not in _CHOICE_SWEEPS:
+                continue
+            for value in _choices(override):
+                group, _, name = f"{key}/{value}".rpartition("/")
+                if name not in (options := loader.get_group_options(group)):
+                    return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
+        elif not (override.is_add() or override.is_force_add() or override.is_delete()):
+            if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is _ABSENT:
+                parent_path = key.rpartition(".")[0]
+                return _unknown_key(override, OmegaConf.select(cfg, parent_path) if parent_path else cfg)
+    return None
+
+
+def _choices(override: Override) -> Iterator[str]:
+    """The choices of a sweep, a list choice (`callbacks=[default,x]`) giving each of its elements."""
+    for value in override.sweep_iterator():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                yield str(item)
+
+
+def _runs_jobs(args: Namespace) -> bool:
+    """False for the flags that only print (help, the config, info): they write no run directory."""
+    return not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion)
+
+
+def _output_dir_error(cfg: DictConfig, multirun: bool) -> str | None:
+    """Hydra creates the run (or sweep) directory with its parents: the closest existing one must be a
+    writable folder."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    directory = Path(OmegaConf.select(cfg, key)).absolute()
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    else:
+        return None
+    return (
+        f"cannot create the output directory {directory}: {reason}; set {key} (or paths.log_dir) to a writable folder"
+    )

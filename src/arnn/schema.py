@@ -1,0 +1,202 @@
+"""Type check of a composed run config, before anything is built or written.
+
+Every node with a `_target_` is checked against the target's signature: each key must name a parameter (followed
+up a class's `**kwargs` to the base classes that receive them) and its value must fit the parameter's type hint,
+as Hydra will pass it. The top-level keys that no target receives are checked against `RunSettings`. So
+`model.hidden_size=abc` ends in "model.hidden_size must be int, got 'abc'" instead of a traceback from inside
+the model. Hints are checked by pydantic in strict mode (no conversion: instantiate passes values as they are;
+an int passes for a float); a hint pydantic cannot check accepts anything.
+"""
+
+import inspect
+import pydoc
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields, is_dataclass
+from functools import cache
+from typing import Any, Literal
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, UnsupportedInterpolationType
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from arnn.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The metric that selects checkpoints and stops early, and whether higher or lower is better."""
+
+    metric: str
+    mode: Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """conf/paths: where datasets are read and runs are written."""
+
+    data_dir: str
+    log_dir: str
+    output_dir: str
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The top-level keys of conf/train.yaml that no `_target_` receives."""
+
+    task_name: str
+    tags: list[str]
+    seed: int
+    ckpt_path: str | None
+    resume: bool
+    monitor: Monitor
+    optimized_metric: str
+    paths: Paths
+
+
+_ABSENT = object()
+"""A value that could not be read yet (an interpolation whose resolver is registered later): not checked."""
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value does not fit its type or names no parameter."""
+    _check_fields(cfg, "", RunSettings)
+    for path, node in target_nodes(cfg):
+        _check_target(path, node)
+
+
+def target_nodes(node: DictConfig | ListConfig, path: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """(dotted path, node) of every node with a `_target_` under `node`, outer before inner."""
+    if isinstance(node, DictConfig) and "_target_" in node:
+        yield path, node
+    for key, child in node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node):
+        if isinstance(child, DictConfig | ListConfig):
+            yield from target_nodes(child, f"{path}[{key}]" if isinstance(key, int) else _join(path, key))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_fields(node: DictConfig, path: str, schema: type) -> None:
+    """Check the keys of `node` that `schema` (a dataclass) declares; others belong to config groups."""
+    hints = typing.get_type_hints(schema)
+    for field in fields(schema):
+        if field.name not in node:
+            continue
+        hint, key = hints[field.name], _join(path, field.name)
+        if is_dataclass(hint) and isinstance(node[field.name], DictConfig):
+            _check_fields(node[field.name], key, hint)
+        else:
+            _check_value(node, field.name, key, hint)
+
+
+def _check_target(path: str, node: DictConfig) -> None:
+    target = node._target_
+    function = pydoc.locate(target)
+    if not callable(function):
+        raise ConfigError(f"{_join(path, '_target_')}: {target!r} names nothing importable; check its spelling")
+    parameters, takes_any = parameters_of(function)
+    for key, raw in node.items_ex(resolve=False):
+        if key.startswith("_") and key.endswith("_"):  # Hydra's own keys: _partial_, _recursive_, _convert_
+            continue
+        full_key = _join(path, key)
+        if key not in parameters:
+            if takes_any:
+                continue
+            raise ConfigError(
+                f"{full_key} is not a parameter of {target}; remove it, or use one of: {', '.join(parameters)}"
+            )
+        if OmegaConf.is_config(raw) and any(True for _ in target_nodes(raw)):
+            continue  # an object Hydra builds from its own _target_, checked on its own
+        _check_value(node, key, full_key, parameters[key])
+
+
+def _value(node: DictConfig, key: str, full_key: str) -> Any:
+    """The value of `node[key]` as the target receives it (containers as plain lists and dicts)."""
+    try:
+        value = node[key]
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    except (UnsupportedInterpolationType, MissingMandatoryValue):
+        return _ABSENT
+    except InterpolationResolutionError as error:
+        raise ConfigError(f"{full_key}: cannot resolve {_raw(node, key)}: {error.msg}") from error
+
+
+def _raw(node: DictConfig, key: str) -> Any:
+    """`node[key]` as written, interpolations unresolved."""
+    return OmegaConf.to_container(node, resolve=False)[key]
+
+
+def _check_value(node: DictConfig, key: str, full_key: str, hint: Any) -> None:
+    value, adapter = _value(node, key, full_key), _adapter(hint)
+    if value is _ABSENT or adapter is None:
+        return
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError as error:
+        source = f" (from {_raw(node, key)})" if OmegaConf.is_interpolation(node, key) else ""
+        raise ConfigError(f"{full_key} must be {describe(hint)}, got {value!r}{source}") from error
+
+
+def _adapter(hint: Any) -> TypeAdapter | None:
+    """pydantic's validator of `hint`; None for a hint it has no schema for (e.g. a Protocol): any value passes."""
+    try:
+        return _cached_adapter(hint)
+    except TypeError:  # an unhashable hint, e.g. Annotated[int, [1]]: built each time
+        return _cached_adapter.__wrapped__(hint)
+
+
+@cache
+def _cached_adapter(hint: Any) -> TypeAdapter | None:
+    try:
+        return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:
+        return None
+
+
+def parameters_of(function: Callable) -> tuple[dict[str, Any], bool]:
+    """Keyword parameter name → type hint (Any without one) of `function(**kwargs)`, and whether it also takes
+    names it does not list. A class's `**kwargs` are followed to the `__init__` of its bases, which receive them
+    through `super().__init__(**kwargs)`."""
+    if isinstance(function, type):
+        signatures = [klass.__dict__["__init__"] for klass in function.__mro__[:-1] if "__init__" in klass.__dict__]
+    else:
+        signatures = [function]
+    parameters: dict[str, Any] = {}
+    for callable_ in signatures:
+        signature = inspect.signature(callable_)
+        hints = _hints(callable_)
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        for name, parameter in signature.parameters.items():
+            if parameter.kind in keyword and not (name == "self" and isinstance(function, type)):
+                parameters.setdefault(name, hints.get(name, Any))
+        if all(parameter.kind != inspect.Parameter.VAR_KEYWORD for parameter in signature.parameters.values()):
+            return parameters, False
+    return parameters, True
+
+
+def _hints(function: Callable) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # annotations naming what only type checkers import: leave the parameters unchecked
+        return {}
+
+
+def describe(hint: Any) -> str:
+    """A type hint as a user reads it: `int`, `int or null`, `one of 'min', 'max'`."""
+    if hint is type(None):
+        return "null"
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, arguments))
+    if origin in (typing.Union, types.UnionType):
+        literals = [
+            value for argument in arguments if typing.get_origin(argument) is Literal for value in argument.__args__
+        ]
+        others = [describe(argument) for argument in arguments if typing.get_origin(argument) is not Literal]
+        return " or ".join([*(["one of " + ", ".join(map(repr, literals))] if literals else []), *others])
+    if origin is not None or not hasattr(hint, "__name__"):
+        return str(hint).replace("typing.", "")
+    return hint.__name__
