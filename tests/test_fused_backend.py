@@ -7,6 +7,7 @@ fp32 on device, autocast dtypes, CUDA graphs, moving a model to the GPU) are CUD
 
 import pytest
 import torch
+from triton.runtime.errors import OutOfResources
 
 from arnn.backends import _fused_probe, resolve_backend, scans
 from arnn.backends.antisymmetric_scan import antisymmetric_scan, gated_antisymmetric_scan
@@ -96,17 +97,20 @@ def test_auto_resolves_to_eager_on_cpu():
     assert resolve_backend("auto", "cpu", 128) == "eager"
 
 
-def test_auto_picks_fused_on_cuda_only_when_the_kernel_passes_its_probe(monkeypatch):
-    monkeypatch.setattr("arnn.backends._fused_probe", lambda device: None)
-    assert resolve_backend("auto", "cuda", 128) == "fused"
-    assert resolve_backend("auto", "cuda", 300) == "eager"  # beyond what the kernel keeps on chip
-    monkeypatch.setattr("arnn.backends._fused_probe", lambda device: "RuntimeError: no kernel image")
+def test_auto_picks_fused_on_cuda_only_when_the_kernel_passes_its_probe_at_the_models_size_and_dtype(monkeypatch):
+    probed = []
+    monkeypatch.setattr("arnn.backends._fused_probe", lambda *key: probed.append(key))
+    assert resolve_backend("auto", "cuda", 128, torch.bfloat16) == "fused"
+    assert probed == [(torch.device("cuda"), 128, torch.bfloat16)]
+    assert resolve_backend("auto", "cuda", 300) == "eager"  # beyond what the kernel keeps on chip: not even probed
+    monkeypatch.setattr("arnn.backends._fused_probe", lambda *key: "OutOfResources: out of resource: shared memory")
     assert resolve_backend("auto", "cuda", 128) == "eager"
 
 
 @pytest.mark.usefixtures("interpret")
-def test_probe_runs_the_real_kernels_against_eager():
-    assert _fused_probe.__wrapped__(torch.device("cpu")) is None
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_probe_runs_the_real_kernels_against_eager(dtype):
+    assert _fused_probe.__wrapped__(torch.device("cpu"), 12, dtype) is None
 
 
 @pytest.mark.usefixtures("interpret")
@@ -115,8 +119,23 @@ def test_failed_probe_warns_and_gives_the_reason(monkeypatch):
         raise RuntimeError("PTX not supported\nmore detail")
 
     monkeypatch.setattr("arnn.backends.fused_triton._FusedScan.apply", broken)
-    with pytest.warns(UserWarning, match="failed its check on cpu .*using eager"):
-        assert _fused_probe.__wrapped__(torch.device("cpu")) == "RuntimeError: PTX not supported"
+    with pytest.warns(UserWarning, match="failed its check on cpu for 12 units in torch.float32 .*using eager"):
+        assert _fused_probe.__wrapped__(torch.device("cpu"), 12, torch.float32) == "RuntimeError: PTX not supported"
+
+
+@pytest.mark.usefixtures("interpret")
+def test_kernel_beyond_the_gpus_shared_memory_is_a_one_line_config_error(monkeypatch):
+    class TooBig:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise OutOfResources(278528, 232448, "shared memory")
+
+            return launch
+
+    monkeypatch.setattr("arnn.backends.fused_triton._kernels", lambda interpret: (TooBig(), TooBig()))
+    inputs = _inputs("ungated", 2, 1, 200, torch.float32)
+    with pytest.raises(ConfigError, match=r"200×200 M in torch.float32 does not fit .*needs 278528, has 232448"):
+        fused_antisymmetric(*inputs, 0.1)
 
 
 @pytest.mark.parametrize(
@@ -208,3 +227,13 @@ def test_graph_backward_after_a_second_forward_of_the_same_shape_raises():
     graphed(*_inputs("ungated", 5, 4, 16, torch.float32, "cuda", seed=1), 0.1)
     with pytest.raises(RuntimeError, match="run each backward before the next forward"):
         first.sum().backward()
+
+
+@CUDA
+def test_graph_capture_made_under_inference_mode_serves_later_no_grad_calls():
+    graphed = scans("graph")[0]
+    inputs = [t.detach() for t in _inputs("ungated", 5, 4, 16, torch.float32, "cuda")]
+    with torch.inference_mode():
+        first = graphed(*inputs, 0.1)
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(*inputs, 0.1), first)

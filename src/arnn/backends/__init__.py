@@ -9,7 +9,8 @@ states are rows, so M h is h Mᵀ):
 - `graph`: the eager loop captured as CUDA graphs, one per shape (cuda_graph); CUDA only.
 - `parallel`: DEER / quasi-DEER Newton iterations over all steps with an associative scan (parallel).
 - `unrolled`: autograd through the cell's own `step` (unrolled.py), the slow reference; the cell runs it itself.
-- `auto`: `fused` on a CUDA device where a real call of the kernel matched `eager`, else `eager`.
+- `auto`: `fused` on a CUDA device where a real call of the kernel, at the model's hidden size and dtype, matched
+  `eager`; else `eager`.
 
 The modules load on first use, so neither Triton nor CUDA is touched unless a backend needs them.
 """
@@ -51,14 +52,19 @@ def check_backend(name: str) -> None:
         raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}, got {name!r}")
 
 
-def resolve_backend(name: str, device: torch.device | str, hidden_size: int | None = None) -> str:
-    """The backend that runs `model.backend=name` on `device`: `auto` becomes `fused` or `eager`; a forced backend
-    that cannot run there is a ConfigError naming the fix."""
+def resolve_backend(
+    name: str, device: torch.device | str, hidden_size: int | None = None, dtype: torch.dtype | None = None
+) -> str:
+    """The backend that runs `model.backend=name` on `device` for this hidden size and dtype of u (the defaults stand
+    for 16 units in fp32): `auto` becomes `fused` or `eager`; a forced backend that cannot run there is a ConfigError
+    naming the fix."""
     check_backend(name)
     device = torch.device(device)
     if name == "auto":
         usable = device.type == "cuda" and _fused_unavailable(device, hidden_size) is None
-        return "fused" if usable and _fused_probe(device) is None else "eager"
+        return (
+            "fused" if usable and _fused_probe(device, hidden_size or 16, dtype or torch.float32) is None else "eager"
+        )
     if name == "fused" and (reason := _fused_unavailable(device, hidden_size)):
         raise ConfigError(f"model.backend=fused {reason}; {_OTHER_BACKEND}")
     if name == "graph" and device.type != "cuda":
@@ -84,28 +90,35 @@ def _fused_unavailable(device: torch.device, hidden_size: int | None) -> str | N
 
 
 @functools.cache
-def _fused_probe(device: torch.device) -> str | None:
-    """Run the fused scans once at a small size against eager on `device` (forward and gradients); None when they
-    agree, else why not (also warned, once per device). Deterministic inputs, so the global RNG is left alone."""
-    steps, batch, n = 3, 5, 16  # a batch that does not fill a block
-    grids = [torch.linspace(-1, 1, steps * batch * gates * n, device=device) for gates in (1, 2)]
-    h0 = torch.linspace(-0.5, 0.5, batch * n, device=device).view(batch, n)
-    m = torch.linspace(-0.3, 0.3, n * n, device=device).view(n, n)
+def _fused_probe(device: torch.device, n: int, dtype: torch.dtype) -> str | None:
+    """Run both fused scans once, at this hidden size and dtype of u but only 3 steps, against eager on `device`
+    (states and gradients): None when they agree, else why not, also warned once. A real call compiles and launches
+    the very kernels the model will use, so what this GPU cannot run (e.g. M beyond its shared memory) shows here.
+    The inputs are deterministic, so the global RNG is left alone."""
+    steps, batch = 3, 5  # a batch that does not fill a block
+    state = torch.float64 if dtype == torch.float64 else torch.float32  # h0 and M, as the model holds them
+    tol = 1e-6 if dtype == torch.float64 else 1e-3 if dtype == torch.float32 else 3e-2  # TF32 / 16-bit u and states
+    h0 = torch.linspace(-0.5, 0.5, batch * n, device=device, dtype=state).view(batch, n)
+    m = torch.linspace(-1, 1, n * n, device=device, dtype=state).view(n, n) / n**0.5
     try:
         with torch.enable_grad(), torch.autocast(device.type, enabled=False):
-            for scan, reference, grid in zip(scans("fused"), scans("eager"), grids, strict=True):
-                inputs = (grid.view(steps, batch, -1, n).squeeze(2), h0, m)
+            for gates, scan, reference in zip((1, 2), scans("fused"), scans("eager"), strict=True):
+                u = torch.linspace(-1, 1, steps * batch * gates * n, device=device).view(steps, batch, -1, n)
+                inputs = (u.squeeze(2).to(dtype), h0, m)
                 results = []
                 for fn in (scan, reference):
                     leaves = [t.clone().requires_grad_() for t in inputs]
                     h_all = fn(*leaves, 0.1)
                     results.append((h_all, *torch.autograd.grad(h_all.sum(), leaves)))
                 for fused, eager in zip(*results, strict=True):
-                    torch.testing.assert_close(fused, eager, rtol=1e-3, atol=1e-3)
+                    expected = eager.to(state)
+                    atol = tol * expected.abs().max().item()
+                    torch.testing.assert_close(fused.to(state), expected, rtol=tol, atol=atol)
     except Exception as error:  # any failure (compile, launch, mismatch) means: do not pick the kernel
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
         warnings.warn(
-            f"model.backend=auto: the fused Triton kernel failed its check on {device} ({reason}); using eager",
+            f"model.backend=auto: the fused Triton kernel failed its check on {device} for {n} units in {dtype} "
+            f"({reason}); using eager",
             stacklevel=2,
         )
         return reason

@@ -55,8 +55,9 @@ class _Capture:
 def _capture(
     gated: bool, shape: torch.Size, dtype: torch.dtype, device: torch.device, n: int, eps: float, with_backward: bool
 ) -> _Capture:
-    u = torch.empty(shape, dtype=dtype, device=device)
-    with torch.cuda.device(device), torch.autocast("cuda", enabled=False), torch.no_grad():
+    # Normal (not inference-mode) buffers, so a capture made during validation also serves later no-grad calls.
+    with torch.inference_mode(False), torch.no_grad(), torch.cuda.device(device), torch.autocast("cuda", enabled=False):
+        u = torch.empty(shape, dtype=dtype, device=device)
         return _Capture(GATED if gated else UNGATED, u, n, eps, with_backward)
 
 

@@ -13,18 +13,26 @@ Precision: the state h and the backward carry g stay fp32 in the kernel (fp64 fo
 take u's dtype, so under bf16/fp16 autocast the matmul runs on tensor cores with fp32 accumulation, and fp32 uses TF32
 only where `torch.get_float32_matmul_precision()` allows it. Output dtype: the states come out in u's dtype (bf16/fp16
 under autocast, like any autocast matmul); gradients come out in the dtype of their input (∂L/∂M in fp32).
+
+On chip: Triton stages M in shared memory. Compiled for sm_90 (H100, 227 KB per block), the kernels need 72 KB
+(forward) and 112-128 KB (backward) for fp32 at n ≤ 128, 144 KB for bf16/fp16 at n ≤ 256, but 272-372 KB for fp32 at
+128 < n ≤ 256 (padded to 256): such a launch is a ConfigError, and `auto`, whose probe is a real call at the model's
+size and dtype, falls back to eager there.
 """
 
 import contextlib
 import functools
+from collections.abc import Iterator
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
+from triton.runtime.errors import OutOfResources
 
 from arnn.backends.antisymmetric_scan import _weight_grad
+from arnn.errors import ConfigError
 
 MAX_HIDDEN = 256
 BLOCK_B = 16  # rows per program; tl.dot needs every block dimension ≥ 16
@@ -151,9 +159,18 @@ def _launch_options(u: Tensor, n: int) -> dict:
     }
 
 
-def _device_of(tensor: Tensor) -> contextlib.AbstractContextManager:
-    """Triton launches on the current CUDA device; make that the tensor's (the interpreter runs on the CPU)."""
-    return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+@contextlib.contextmanager
+def _launching(tensor: Tensor, n: int) -> Iterator[None]:
+    """Launch on the tensor's CUDA device (Triton uses the current one; the interpreter runs on the CPU), and turn
+    a kernel that does not fit this GPU into a one-line ConfigError."""
+    with torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext():
+        try:
+            yield
+        except OutOfResources as error:
+            raise ConfigError(
+                f"model.backend=fused: {n}×{n} M in {tensor.dtype} does not fit on chip on this GPU ({error.name}: "
+                f"needs {error.required}, has {error.limit}); use model.backend=auto or eager, or bf16 autocast"
+            ) from error
 
 
 def _state_eps(eps: float, u: Tensor) -> Tensor:
@@ -173,7 +190,7 @@ class _FusedScan(torch.autograd.Function):
         eps_t = _state_eps(eps, u)
         options = _launch_options(u, n)
         forward_kernel, _ = _kernels(triton.knobs.runtime.interpret)
-        with _device_of(u):
+        with _launching(u, n):
             forward_kernel[(triton.cdiv(batch, BLOCK_B),)](
                 u, h0, m, eps_t, h_all, act, gate, steps, batch, n, GATED=gated, **options
             )
@@ -192,7 +209,7 @@ class _FusedScan(torch.autograd.Function):
         grad_h0 = torch.empty_like(h0)
         _, backward_kernel = _kernels(triton.knobs.runtime.interpret)
         # The sweep runs from step T down: pass views that start at step T and step back by one (B, n) slice.
-        with _device_of(h_all):
+        with _launching(h_all, n):
             backward_kernel[(triton.cdiv(batch, BLOCK_B),)](
                 grad_y[-1], act[-1], gate[-1], m, eps_t, d[-1], grad_u[-1], grad_h0, steps, batch, n,
                 GATED=ctx.gated, **ctx.options,

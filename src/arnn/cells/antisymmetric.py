@@ -47,13 +47,12 @@ class _EulerCell(SequenceEncoder):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h0 = self.default_state(x.shape[0], x) if state is None else state
-        backend = resolve_backend(self.backend, x.device, self.hidden_size)
-        if backend == "unrolled":
+        if self.backend == "unrolled":
             return unrolled(self.step, x, h0)
         # Input projections of all steps in one matmul, time-major so the scan reads contiguous rows.
         u = self.input_proj(x.transpose(0, 1).contiguous())
         u = u.view(*u.shape[:2], self.gates, self.hidden_size).squeeze(2)
-        ungated, gated = scans(backend)
+        ungated, gated = scans(resolve_backend(self.backend, u.device, self.hidden_size, u.dtype))
         h_all = (gated if self.gates == 2 else ungated)(u, h0, self.recurrent_matrix(), self.eps)
         return h_all.transpose(0, 1), h_all[-1]
 
