@@ -17,13 +17,7 @@ from arnn.schema import describe, parameters_of, validate
 from tests.conftest import ROOT
 
 GROUPS = ("task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "experiment")
-SHIPPED = [
-    f"{group}={path.relative_to(ROOT / 'conf' / group).with_suffix('').as_posix()}"
-    for group in GROUPS
-    for path in sorted((ROOT / "conf" / group).rglob("*.yaml"))
-    # experiment/<folder>/ holds the files the paper_* experiments build on, not experiments of their own
-    if group != "experiment" or path.parent.name == "experiment"
-]
+SHIPPED = [f"{group}={path.stem}" for group in GROUPS for path in sorted((ROOT / "conf" / group).glob("*.yaml"))]
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ class RunSettings:
 
 
 _ABSENT = object()
-"""A value that could not be read yet (an interpolation whose resolver is registered later): not checked."""
+"""A value that cannot be read yet (`???`, or an interpolation whose resolver train() registers): not checked."""
 
 
 def validate(cfg: DictConfig) -> None:
@@ -166,7 +166,10 @@ def parameters_of(function: Callable) -> tuple[dict[str, Any], bool]:
         signatures = [function]
     parameters: dict[str, Any] = {}
     for callable_ in signatures:
-        signature = inspect.signature(callable_)
+        try:
+            signature = inspect.signature(callable_)
+        except (TypeError, ValueError):  # no signature to read (e.g. a builtin's): take any name
+            break
         hints = _hints(callable_)
         keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         for name, parameter in signature.parameters.items():
@@ -193,7 +196,10 @@ def describe(hint: Any) -> str:
         return "one of " + ", ".join(map(repr, arguments))
     if origin in (typing.Union, types.UnionType):
         literals = [
-            value for argument in arguments if typing.get_origin(argument) is Literal for value in argument.__args__
+            value
+            for argument in arguments
+            if typing.get_origin(argument) is Literal
+            for value in typing.get_args(argument)
         ]
         others = [describe(argument) for argument in arguments if typing.get_origin(argument) is not Literal]
         return " or ".join([*(["one of " + ", ".join(map(repr, literals))] if literals else []), *others])
