@@ -109,7 +109,7 @@ def test_report_rejects_heatmap_rows_that_are_not_a_swept_key(gamma_eps_sweep, t
 def test_report_compares_our_test_accuracy_with_the_paper_row_for_the_dataset(tiny_mnist, tmp_path):
     folder = _multirun(
         tmp_path / "multirun",
-        "experiment=pmnist_arnn",
+        "experiment=paper_pmnist_arnn",
         "seed=1,2",
         f"data.data_dir={tiny_mnist}",
         "data.download=false",

@@ -4,8 +4,10 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
@@ -15,7 +17,22 @@ from tests.conftest import FAST, ROOT, SHARED_DATA, requires_shared_data, run_cl
 
 MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
-PAPER_ROWS = [name for name in EXPERIMENTS if "paper" in OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")]
+PAPER_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper_") and not name.endswith("_quick")]
+QUICK_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper_") and name.endswith("_quick")]
+# Seed 000's two tables (PAPER.md §1): the dataset columns and the model rows, as config names.
+MNIST_ROWS = ["lstm", "fcurnn_116", "fcurnn_512", "soft_orth", "kru", "arnn", "arnn_gated"]
+CIFAR_ROWS = ["lstm", "ablation", "arnn", "arnn_gated"]
+SEED_000_TABLES = [f"paper_{data}_{row}" for data in ("smnist", "pmnist") for row in MNIST_ROWS] + [
+    f"paper_{data}_{row}" for data in ("scifar10", "ncifar10") for row in CIFAR_ROWS
+]
+# What a quick variant may change: its name, the training budget and the data's size (never the model or optimizer).
+QUICK_KEYS = {
+    "task_name",
+    "trainer.max_epochs",
+    "trainer.limit_train_batches",
+    "data.source",
+    "data.val_size",
+}
 
 
 def _logged_metric_names(output_dir: Path) -> set[str]:
@@ -108,17 +125,70 @@ def test_gated_arnn_on_permuted_mnist_from_the_command_line(tmp_path):
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+@pytest.fixture
+def tiny_text(tmp_path: Path) -> Path:
+    """A 12 000-character text: room for a 400-character window in each of the 5% validation and test blocks."""
+    path = tmp_path / "tiny.txt"
+    path.write_text("".join(np.random.default_rng(0).choice(list("abc de\n"), size=12_000)))
+    return path
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, tiny_cifar, experiment):
-    cfg = make_cfg(f"experiment={experiment}", "trainer.max_epochs=1")
+def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, tiny_cifar, tiny_text, experiment):
+    cfg = make_cfg(f"experiment={experiment}")
+    # An experiment's own budget (quick variants set one) gives way to two batches of a 16-unit model: this checks
+    # the wiring, the paper's widths are built by the parameter-count test. Anomaly mode is off: its per-op
+    # bookkeeping makes 784 steps of the complex-state cells take 10× longer.
+    budget = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "limit_test_batches": 1}
+    cfg.trainer.update(**budget, detect_anomaly=False)
+    cfg.model.hidden_size = 16
     if "data_dir" in cfg.data:  # the tiny files in the real formats stand in for MNIST and CIFAR-10
         data_dir = tiny_cifar if "cifar" in cfg.data._target_ else tiny_mnist
-        cfg.data.update(data_dir=str(data_dir), download=False, val_size=30)
+        cfg.data.update(data_dir=str(data_dir), download=False, val_size=30, batch_size=8)
+    if "path" in cfg.data:
+        cfg.data.update(path=str(tiny_text), batch_size=8)
     test_metric = cfg.monitor.metric.replace("val/", "test/", 1)
     assert math.isfinite(train(cfg)[test_metric])
 
 
-@pytest.mark.parametrize("experiment", PAPER_ROWS)
+def test_every_cell_of_the_antisymmetric_rnn_tables_has_a_paper_experiment_with_its_number(make_cfg):
+    assert set(SEED_000_TABLES) <= set(PAPER_EXPERIMENTS)
+    for experiment in SEED_000_TABLES:
+        cfg = make_cfg(f"experiment={experiment}")
+        data = HydraConfig.get().runtime.choices.data
+        assert experiment == f"paper_{data}_{experiment.split('_', 2)[2]}" and cfg.task_name == experiment
+        assert cfg.model.hidden_size == cfg.paper.units and 10 < cfg.paper.test_acc[data] < 100
+
+
+def test_every_paper_experiment_has_a_quick_variant_and_every_quick_variant_a_paper_experiment():
+    assert {f"{name}_quick" for name in PAPER_EXPERIMENTS} == set(QUICK_EXPERIMENTS)
+
+
+def _leaves(node: object, key: str = "") -> dict[str, object]:
+    """A config's values by dotted key: {"a.b": 1} for {"a": {"b": 1}}."""
+    if not isinstance(node, dict):
+        return {key: node}
+    return {
+        path: value
+        for name, child in node.items()
+        for path, value in _leaves(child, f"{key}.{name}".lstrip(".")).items()
+    }
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_quick_variant_keeps_the_paper_setting_and_changes_only_budget_and_data_size(make_cfg, experiment):
+    leaves, sweeps = {}, {}
+    for name in (experiment, f"{experiment}_quick"):
+        leaves[name] = _leaves(OmegaConf.to_container(make_cfg(f"experiment={name}")))
+        sweeps[name] = HydraConfig.get().sweeper.params
+    full, quick = leaves[experiment], leaves[f"{experiment}_quick"]
+    changed = {key for key in full.keys() | quick.keys() if full.get(key) != quick.get(key)}
+    assert changed <= QUICK_KEYS and quick["task_name"] == f"{experiment}_quick"
+    assert sweeps[experiment] == sweeps[f"{experiment}_quick"]  # a quick sweep runs the same models and sizes
+
+
+# The CIFAR table's one parameter column counts the pixel models (3 inputs per step); noise-padded CIFAR feeds 96.
+@pytest.mark.parametrize("experiment", [name for name in SEED_000_TABLES if "ncifar10" not in name])
 def test_experiment_rows_have_the_papers_parameter_count_within_10_percent(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
     datamodule = instantiate(cfg.data)  # reads no files: the sizes are facts of the dataset
