@@ -92,9 +92,11 @@ def test_ablation_recurrent_matrix_is_unstructured():
     assert (m + m.t()).abs().max() > 0.1 and m.numel() == 256
 
 
-@pytest.mark.parametrize("backend", ["eager", "fused"])
+# The parallel backend stops its Newton iterations at max |Δh| < 1e-5 (arnn.backends.parallel.TOL); the weight
+# gradients, evaluated at those states, sum T·B such errors.
+@pytest.mark.parametrize(("backend", "tol"), [("eager", 1e-6), ("fused", 1e-6), ("parallel", 1e-4)])
 @pytest.mark.parametrize("cls", SCANNED)
-def test_backend_matches_unrolled_autograd_reference_in_float64(cls, backend, monkeypatch):
+def test_backend_matches_unrolled_autograd_reference_in_float64(cls, backend, tol, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # the fused kernels run on CPU through Triton's interpreter
     torch.manual_seed(0)
     cell = cls(input_size=3, hidden_size=12, eps=0.3, sigma_w=2).double()
@@ -109,7 +111,7 @@ def test_backend_matches_unrolled_autograd_reference_in_float64(cls, backend, mo
         return (y, h_last, *torch.autograd.grad(loss, [h0, *cell.parameters()]))
 
     for fast, reference in zip(values_and_grads(backend), values_and_grads("unrolled"), strict=True):
-        torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(fast, reference, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("cls", SCANNED)
