@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from arnn.errors import find_user_error
+from arnn.errors import DivergedError, UserError, find_user_error
 from arnn.precheck import HYDRA_VERSION_BASE, command_line_error
+from arnn.resume import resume_arguments
 
 CONF_DIR = Path(__file__).parent / "conf"
 CONFIG_NAME = "train"
@@ -20,18 +23,20 @@ CONFIG_NAME = "train"
 
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path="conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
-    """Run one job and return the metric a sweeper optimises; user mistakes end in one line and exit 1."""
+    """Run one job and return the metric a sweeper optimises; user mistakes end in one line and exit 1, except a
+    diverged job of a sweep, which is reported and scored NaN so the other settings still run."""
     # Imported here so that a mistake on the command line is reported before torch loads (seconds).
-    from arnn.schema import validate
     from arnn.train import train
 
     try:
-        validate(cfg)
         metrics = train(cfg)
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None:
             raise
+        if isinstance(user_error, DivergedError) and HydraConfig.get().mode == RunMode.MULTIRUN:
+            print(f"error: {user_error}; the sweep goes on", file=sys.stderr)
+            return float("nan")
         sys.exit(f"error: {user_error}")
     return metrics.get(cfg.optimized_metric)
 
@@ -39,4 +44,8 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     if message := command_line_error(sys.argv[1:], CONF_DIR, CONFIG_NAME):
         sys.exit(f"error: {message}")
+    try:
+        sys.argv[1:] = resume_arguments(sys.argv[1:], CONF_DIR)
+    except UserError as error:
+        sys.exit(f"error: {error}")
     main()

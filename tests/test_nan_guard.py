@@ -87,3 +87,22 @@ def test_a_run_that_diverges_later_keeps_the_last_good_checkpoint(tmp_path):
     assert last_line.endswith(f"last good checkpoint kept: {last}")
     assert {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").iterdir()} == saved
     assert (tmp_path / "metrics.json").read_bytes() == metrics
+
+
+@pytest.mark.slow
+def test_a_diverging_job_of_a_sweep_is_reported_and_the_sweep_goes_on(tmp_path):
+    result = run_cli(
+        "-m",
+        "model=lipschitz_rnn",
+        "model.hidden_size=16",
+        "model.eps=10,0.03",
+        "trainer.max_epochs=1",
+        *RUN,
+        f"hydra.sweep.dir={tmp_path}",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "error: training diverged: loss not finite at step 0" in result.stderr and "the sweep goes on" in result.stderr
+    )
+    assert not (tmp_path / "0" / "metrics.json").exists() and (tmp_path / "1" / "metrics.json").exists()

@@ -29,8 +29,9 @@ def _metrics(run_dir: Path) -> dict[str, float]:
     return json.loads((run_dir / "metrics.json").read_text())["metrics"]
 
 
-def _kill_after_first_checkpoint(arguments: list[str], run_dir: Path) -> int:
-    """Start train.py, SIGKILL it as soon as epoch 0's last.ckpt exists (it is then inside epoch 1), return its code."""
+def _kill_after_first_checkpoint(arguments: list[str], runs: Path) -> int:
+    """Start train.py, SIGKILL it as soon as epoch 0's last.ckpt exists under `runs` (it is then inside epoch 1),
+    return its exit code."""
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *arguments],
         cwd=ROOT,
@@ -38,9 +39,8 @@ def _kill_after_first_checkpoint(arguments: list[str], run_dir: Path) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
-    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+    while not list(runs.glob("*/checkpoints/last.ckpt")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     return process.wait()
@@ -51,19 +51,26 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
     uninterrupted = tmp_path / "uninterrupted"
     assert run_cli(*RUN, f"hydra.run.dir={uninterrupted}").returncode == 0
 
-    killed = tmp_path / "killed"
-    assert _kill_after_first_checkpoint([*RUN, f"hydra.run.dir={killed}"], killed) == -signal.SIGKILL
+    command = [*RUN, f"paths.log_dir={tmp_path / 'outputs'}"]
+    runs = tmp_path / "outputs" / "train" / "runs"
+    assert _kill_after_first_checkpoint(command, runs) == -signal.SIGKILL
+    (killed,) = runs.iterdir()
     assert not (killed / "metrics.json").exists(), "the kill came after the run had finished"
     stored = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     assert stored["epoch"] == 0 and not list(killed.glob("checkpoints/.*.tmp"))
 
-    resumed = run_cli(*RUN, f"hydra.run.dir={killed}", "resume=true")
+    resumed = run_cli(*command, "resume=true")  # the same command: it finds the killed run's directory
     assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming from" in resumed.stderr + resumed.stdout
+    assert [path.name for path in runs.iterdir()] == [killed.name]
+    assert f"Resuming from {killed / 'checkpoints' / 'last.ckpt'}" in resumed.stderr + resumed.stdout
     expected, got = _metrics(uninterrupted), _metrics(killed)
     assert got.keys() == expected.keys()
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)
     assert json.loads((killed / "metrics.json").read_text())["best_checkpoint"].startswith(str(killed))
+
+    again = run_cli(*command, "resume=true")  # a finished run is left as it is
+    assert again.returncode == 0 and "nothing to resume" in again.stderr + again.stdout
+    assert _metrics(killed) == got
 
 
 def test_atomic_save_leaves_the_previous_checkpoint_when_writing_fails(tmp_path, monkeypatch):

@@ -9,6 +9,10 @@ class ConfigError(UserError, ValueError):
     """A configuration value is out of its valid range."""
 
 
+class DivergedError(UserError):
+    """Training met a NaN or Inf loss or gradient; the message names the step and the likely cause."""
+
+
 class DataNotFoundError(UserError, FileNotFoundError):
     """Dataset files are missing and cannot be downloaded."""
 

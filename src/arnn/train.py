@@ -14,9 +14,10 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits
 from arnn.ddp import check_rank_launch
-from arnn.errors import ConfigError, UserError
+from arnn.errors import ConfigError, DivergedError
 from arnn.nan_guard import TrainingDiverged, likely_causes
 from arnn.resume import LAST_CHECKPOINT, ReseedEachEpoch
+from arnn.schema import validate
 from arnn.wandb_mode import flat_hyperparameters, register_resolver
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,17 @@ def start_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
-def diverged(error: TrainingDiverged, cfg: DictConfig, trainer: pl.Trainer) -> UserError:
+def diverged(error: TrainingDiverged, cfg: DictConfig, trainer: pl.Trainer) -> DivergedError:
     """One line for a run stopped by the NaN guard: the step, the loss, the likely cause, the checkpoint kept."""
     last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
     kept = f"last good checkpoint kept: {last}" if last else "no checkpoint was saved before it"
-    return UserError(f"training diverged: {error}; likely cause: {likely_causes(cfg)}; {kept}")
+    return DivergedError(f"training diverged: {error}; likely cause: {likely_causes(cfg)}; {kept}")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured model, test its best-validation checkpoint, and return all logged metrics."""
     register_resolver()
+    validate(cfg)
     finished = Path(cfg.paths.output_dir) / METRICS_FILE
     if cfg.get("resume") and finished.exists():
         log.info("%s already finished (%s); nothing to resume", cfg.paths.output_dir, METRICS_FILE)
