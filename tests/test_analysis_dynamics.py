@@ -24,9 +24,9 @@ from arnn.lit import SequenceClassifier
 from arnn.train import train
 
 CELLS = {
-    "arnn_scan": partial(AntisymmetricCell, backend="scan"),
+    "arnn_eager": partial(AntisymmetricCell, backend="eager"),
     "arnn_unrolled": partial(AntisymmetricCell, backend="unrolled"),
-    "arnn_gated_scan": partial(GatedAntisymmetricCell, backend="scan"),
+    "arnn_gated_eager": partial(GatedAntisymmetricCell, backend="eager"),
     "lstm_2_layers": partial(TorchRecurrentEncoder, kind="lstm", num_layers=2),
     "cornn_pair": CoupledOscillatorCell,
     "urnn_complex": UnitaryRNNCell,
@@ -89,10 +89,10 @@ def step_by_step_norms(model: SequenceClassifier, x: torch.Tensor, target: torch
     return [math.sqrt(sum(part.grad.square().sum().item() for part in state)) for state in parts]
 
 
-@pytest.mark.parametrize("name", ["arnn_scan", "lstm"])
+@pytest.mark.parametrize("name", ["arnn_eager", "lstm"])
 def test_gradient_flow_matches_step_by_step_retain_grad(name: str) -> None:
     torch.manual_seed(0)
-    cell = AntisymmetricCell(2, 4, eps=0.5) if name == "arnn_scan" else TorchRecurrentEncoder(2, 4, kind="lstm")
+    cell = AntisymmetricCell(2, 4, eps=0.5) if name == "arnn_eager" else TorchRecurrentEncoder(2, 4, kind="lstm")
     model = SequenceClassifier(cell, num_classes=3, optimizer=torch.optim.SGD).double()
     x, target = torch.randn(5, 7, 2, dtype=torch.float64), torch.randint(0, 3, (5,))
     steps, norms = flow_norms(model, (x, target))
