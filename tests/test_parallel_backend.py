@@ -52,6 +52,9 @@ def test_associative_scan_equals_the_sequential_loop(steps, diagonal):
     for a_t in a[1:]:
         expected_product = a_t * expected_product if diagonal else a_t @ expected_product
     torch.testing.assert_close(products[-1], expected_product, rtol=1e-10, atol=1e-10)
+    no_products, same_states = associative_scan(a, b, products=False)
+    assert no_products is None
+    torch.testing.assert_close(same_states, states, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -59,35 +59,34 @@ def gated_step(h_prev: Tensor, u: Tensor, m: Tensor, eps: float) -> Linearised:
     return h_prev + eps_gate * act, mh, eps_gate * (act * (1 - gate) + 1 - act.square()), (gate, act)
 
 
-def _combine(earlier: tuple[Tensor, Tensor], later: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """(A₂, b₂) ∘ (A₁, b₁) = (A₂A₁, A₂b₁ + b₂): x ↦ A₁x + b₁ followed by x ↦ A₂x + b₂.
-
-    A is (…, n, n) or, when it has the shape of b, a diagonal (…, n) applied elementwise.
-    """
-    (a1, b1), (a2, b2) = earlier, later
-    if a2.shape == b2.shape:
-        return a2 * a1, torch.addcmul(b2, a2, b1)
-    return a2 @ a1, (a2 @ b1.unsqueeze(-1)).squeeze(-1) + b2
+def _apply(a: Tensor, x: Tensor) -> Tensor:
+    """A x for each row x (…, n), A (…, n, n) or a diagonal (…, n) of the shape of x."""
+    return a * x if a.shape == x.shape else (a @ x.unsqueeze(-1)).squeeze(-1)
 
 
-def associative_scan(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Inclusive scan of the affine maps (A_t, b_t) over dim 0: the t-th output is (A_t ⋯ A_1, x_t) with
-    x_t = A_t x_{t-1} + b_t, x_0 = 0.
+def associative_scan(a: Tensor, b: Tensor, products: bool = True) -> tuple[Tensor | None, Tensor]:
+    """Inclusive scan of the affine maps x ↦ A_t x + b_t over dim 0: the t-th output is (A_t ⋯ A_1, x_t) with
+    x_t = A_t x_{t-1} + b_t, x_0 = 0. A is (T, …, n, n) or diagonal (T, …, n); with `products=False` only the x_t
+    are returned (None for the products), which saves the last level's products and their memory.
 
-    Odd–even recursion (Ladner–Fischer): combine neighbouring pairs, scan the T/2 pairs, then fill in the even
-    positions; O(T) combines in 2⌈log₂ T⌉ batched steps. (torch._higher_order_ops.associative_scan in
-    combine_mode="generic" does the same but is a prototype and measured 2× slower on CPU here.)
+    Two maps compose as (A₂, b₂) ∘ (A₁, b₁) = (A₂A₁, A₂b₁ + b₂). Odd–even recursion (Ladner–Fischer): compose
+    neighbouring pairs, scan the T/2 pairs, then fill in the even positions; O(T) compositions in 2⌈log₂ T⌉
+    batched steps. (torch._higher_order_ops.associative_scan in combine_mode="generic" does the same but is a
+    prototype and measured 2× slower on CPU here.)
     """
     steps = a.shape[0]
     if steps < 2:
-        return a, b
-    pair_a, pair_b = associative_scan(*_combine((a[0 : steps - 1 : 2], b[0 : steps - 1 : 2]), (a[1::2], b[1::2])))
+        return (a if products else None), b
+    compose = torch.mul if a.shape == b.shape else torch.matmul
+    first, second = slice(0, steps - 1, 2), slice(1, None, 2)
+    pair_a, pair_b = associative_scan(compose(a[second], a[first]), _apply(a[second], b[first]) + b[second])
     rest = (steps - 1) // 2
-    even_a, even_b = _combine((pair_a[:rest], pair_b[:rest]), (a[2::2], b[2::2]))
-    out_a, out_b = torch.empty_like(a), torch.empty_like(b)
-    out_a[0], out_b[0] = a[0], b[0]
-    out_a[1::2], out_b[1::2] = pair_a, pair_b
-    out_a[2::2], out_b[2::2] = even_a, even_b
+    out_b = torch.empty_like(b)
+    out_b[0], out_b[1::2], out_b[2::2] = b[0], pair_b, _apply(a[2::2], pair_b[:rest]) + b[2::2]
+    if not products:
+        return None, out_b
+    out_a = torch.empty_like(a)
+    out_a[0], out_a[1::2], out_a[2::2] = a[0], pair_a, compose(a[2::2], pair_a[:rest])
     return out_a, out_b
 
 
@@ -134,12 +133,13 @@ def newton(
             a = d * diag_m + 1
             b = f - a * h_prev
         else:
-            a = torch.diag_embed(torch.ones_like(d)) + d.unsqueeze(-1) * m
+            a = d.unsqueeze(-1) * m
+            a.diagonal(dim1=-2, dim2=-1).add_(1)  # I + diag(d) M, built in place: a is the largest tensor here
             b = f - h_prev - d * mh  # f − J h_prev without forming J h_prev
         # h_prev[0] = h0 is known: the first map is the constant f(h0, u_1), so the scan starts from x_0 = 0.
         a[0] = 0
         b[0] = f[0]
-        h_next = associative_scan(a, b)[1]
+        h_next = associative_scan(a, b, products=False)[1]
         change = (h_next - h).abs().max().item()
         h = h_next
         iterations += 1
