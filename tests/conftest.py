@@ -24,6 +24,10 @@ from arnn.lit import SequenceClassifier
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FAST = ["trainer=debug", "logger=csv", "callbacks.rich_progress_bar=null"]
+# The tests' models are tiny: a second intra-op thread only adds synchronisation, and on 2 shared cores it made a
+# 10-epoch ODE-cell run 4x slower (85 s against 21 s). Processes started by the tests inherit it from the env.
+os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture
