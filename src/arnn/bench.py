@@ -18,7 +18,9 @@ results.csv, time_vs_T.png, time_vs_N.png.
 import argparse
 import platform
 import statistics
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -71,6 +73,10 @@ ENCODERS: dict[str, Callable[..., SequenceEncoder]] = {
     "lipschitz_rnn": LipschitzRNNCell,
     "ode_arnn": AntisymmetricODECell,
 }
+# A forkserver child re-runs the main module as __mp_main__; under `python -m arnn.bench` that is this module,
+# already imported by the server (which makes the re-run cheap), and runpy warns about it in every child.
+warnings.filterwarnings("ignore", message="'arnn.bench' found in sys.modules", category=RuntimeWarning)
+
 BACKEND_MODELS = ("arnn", "arnn_gated", "ablation")
 """The models with `model.backend`; the others have one implementation, shown as backend "-"."""
 NO_BACKEND = "-"
@@ -110,7 +116,8 @@ class Measurement:
 
 @dataclass(frozen=True)
 class ParallelMeasurement:
-    """One DEER / quasi-DEER inference run against the eager forward on the same inputs."""
+    """One DEER / quasi-DEER inference run against the eager forward on the same inputs; both errors are the
+    largest difference from the eager states computed in float64."""
 
     model: str
     method: str
@@ -119,6 +126,7 @@ class ParallelMeasurement:
     iterations: int
     change: float
     max_error: float
+    eager_error: float
     seconds: float
     eager_seconds: float
     peak_bytes: int
@@ -259,10 +267,10 @@ def measure_parallel(model: str, method: str, setting: Setting) -> ParallelMeasu
         eager_times = []
         for _ in range(setting.repeats + 1):
             start = time.perf_counter()
-            reference = eager(u, h0, m, cell.eps)
+            states = eager(u, h0, m, cell.eps)
             _synchronize(device)
             eager_times.append(time.perf_counter() - start)
-        error = (solution.states - reference).abs().max().item()
+        exact = eager(u.double(), h0.double(), m.double(), cell.eps)
     return ParallelMeasurement(
         model,
         method,
@@ -270,11 +278,17 @@ def measure_parallel(model: str, method: str, setting: Setting) -> ParallelMeasu
         setting.batch,
         solution.iterations,
         solution.change,
-        error,
+        (solution.states - exact).abs().max().item(),
+        (states - exact).abs().max().item(),
         seconds,
         statistics.median(eager_times[1:]),
         peak,
     )
+
+
+def _progress(line: str) -> None:
+    """A line on stderr as each measurement ends: a full run takes many minutes."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
@@ -318,15 +332,15 @@ def training_table(results: list[Measurement], setting: Setting) -> str:
 def parallel_table(results: list[ParallelMeasurement]) -> str:
     """Markdown: one row per (model, method, T); × eager fwd > 1 means the parallel forward is slower."""
     lines = [
-        "| model | method | T | B | iterations | last change | max abs error | fwd ms | eager fwd ms | × eager fwd "
-        "| peak MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | method | T | B | iterations | last change | error | eager error | fwd ms | eager fwd ms "
+        "| × eager fwd | peak MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.model} | {r.method} | {r.steps} | {r.batch} | {r.iterations} | {r.change:.1e} | {r.max_error:.1e} "
-            f"| {r.seconds * 1e3:.1f} | {r.eager_seconds * 1e3:.1f} | {r.seconds / r.eager_seconds:.1f} "
-            f"| {_mib(r.peak_bytes)} |"
+            f"| {r.eager_error:.1e} | {r.seconds * 1e3:.1f} | {r.eager_seconds * 1e3:.1f} "
+            f"| {r.seconds / r.eager_seconds:.1f} | {_mib(r.peak_bytes)} |"
         )
     return "\n".join(lines)
 
@@ -463,6 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     for model in models:
         for backend in backends if model in BACKEND_MODELS else [NO_BACKEND]:
             training += _in_fresh_process(measure, model, backend, setting, sweep)
+            _progress(f"{model} ({backend}): fwd+bwd {training[-1 - len(sweep)].seconds * 1e3:.1f} ms")
     parallel: list[ParallelMeasurement] = []
     skipped = []
     budget = args.parallel_memory_gib * 2**30
@@ -474,6 +489,8 @@ def main(argv: list[str] | None = None) -> None:
                     point = replace(point, batch=deer_batch(point, budget))
                 if point.batch > 0:
                     parallel.append(_in_fresh_process(measure_parallel, model, method, point))
+                    result = parallel[-1]
+                    _progress(f"{model} {method} T={steps}: {result.iterations} iterations, {result.seconds:.2f} s")
                 else:
                     skipped.append(f"{model} deer T={steps}")
 
@@ -486,8 +503,9 @@ def main(argv: list[str] | None = None) -> None:
     if parallel or skipped:
         sections += [
             "Inference, parallel backend: one solve against the eager forward (median of "
-            f"{setting.repeats}) on the same inputs; × eager fwd > 1 means slower. DEER's batch is cut to fit its "
-            f"Jacobians in {args.parallel_memory_gib:g} GiB"
+            f"{setting.repeats}) on the same inputs; × eager fwd > 1 means slower; error and eager error are the "
+            "largest differences from the eager states in float64. DEER's batch is cut to fit its Jacobians in "
+            f"{args.parallel_memory_gib:g} GiB"
             + (f"; skipped, one sequence does not fit: {', '.join(skipped)}" if skipped else ""),
             parallel_table(parallel),
         ]
