@@ -10,7 +10,8 @@ a linear recurrence that an associative scan solves in O(log T) sequential steps
 J_t = I + diag(d_t) M, with d_t = ε(1 − a_t²) (A-RNN) or ε(a_t z_t(1 − z_t) + z_t(1 − a_t²)) (gated).
 
 - "deer" scans the full J_t: quadratic convergence, but every combine is an n×n matrix product, so an
-  iteration costs O(T B n³) work and O(T B n²) memory (at B = N = 128, T = 784 in fp32: 6.6 GB per copy of J).
+  iteration costs O(T B n³) work and O(T B n²) memory (at B = N = 128, T = 784 in fp32: 6.6 GB per copy of J,
+  and the scan holds about three).
 - "quasi" keeps diag(J_t) = 1 + d_t ⊙ diag(M) only (for the A-RNN 1 − γ d_t): an elementwise scan, O(T B n)
   per iteration besides one (T·B, n)×(n, n) GEMM; linear convergence, so more but much cheaper iterations.
 
