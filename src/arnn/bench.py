@@ -319,7 +319,7 @@ def training_table(results: list[Measurement], setting: Setting) -> str:
     ]
     for r in main:
         map_ms, map_share = (
-            ("-", "-") if r.map_s is None else (f"{r.map_s * 1e3:.3f}", f"{100 * r.map_s / r.forward_s:.1f}")
+            ("-", "-") if r.map_s is None else (f"{r.map_s * 1e3:.3g}", f"{100 * r.map_s / r.forward_s:.2g}")
         )
         lines.append(
             f"| {r.model} | {r.backend} | {r.forward_s * 1e3:.1f} | {r.seconds * 1e3:.1f} | "
