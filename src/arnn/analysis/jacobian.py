@@ -42,8 +42,8 @@ def end_to_end_jacobian(net: SequenceEncoder, x: Tensor, state: State | None = N
     states); h_0 = `state`, zeros when None. Row i of J_b is the vector-Jacobian product e_iᵀ J_b. Sequences do
     not interact, so the batch is repeated k times and copy i gets e_i: one forward and one backward pass give k
     rows of all B Jacobians, with k·B·T ≤ `row_steps` per pass to bound the memory. (Batched grad outputs,
-    `is_grads_batched`, cannot run the A-RNN eager/fused backends' hand-written backward under vmap; one backward pass per
-    row costs d times the per-call overhead.)
+    `is_grads_batched`, cannot run the A-RNN eager/fused backends' hand-written backward under vmap; one backward
+    pass per row costs d times the per-call overhead.)
     """
     batch = x.shape[0]
     state = net.default_state(batch, x) if state is None else state
