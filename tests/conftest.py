@@ -30,21 +30,22 @@ os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 torch.set_num_threads(1)
 
 
+def compose_run_cfg(output_dir: Path, overrides: list[str]) -> DictConfig:
+    """conf/train.yaml composed with `overrides` as the job receives it, writing into output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """Compose conf/train.yaml with overrides, as train.py would, writing into tmp_path."""
-
-    def make(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[*FAST, *overrides], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path)
-            del cfg.hydra
-        return cfg
-
-    yield make
+    """Compose conf/train.yaml with FAST and the given overrides, as train.py would, writing into tmp_path."""
+    yield lambda *overrides: compose_run_cfg(tmp_path, [*FAST, *overrides])
     GlobalHydra.instance().clear()
 
 

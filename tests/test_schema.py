@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from arnn.data import DigitsDataModule
 from arnn.errors import ConfigError
 from arnn.schema import describe, parameters_of, validate
-from tests.conftest import ROOT
+from tests.conftest import ROOT, compose_run_cfg
 
 GROUPS = ("task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "experiment")
 SHIPPED = [f"{group}={path.stem}" for group in GROUPS for path in sorted((ROOT / "conf" / group).glob("*.yaml"))]
@@ -24,18 +22,7 @@ SHIPPED = [f"{group}={path.stem}" for group in GROUPS for path in sorted((ROOT /
 def run_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """conf/train.yaml composed with only the given overrides (make_cfg's FAST ones would clash with some
     groups, e.g. callbacks=none has no rich_progress_bar to null), as the job receives it."""
-
-    def make(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path)
-            del cfg.hydra
-        return cfg
-
-    yield make
+    yield lambda *overrides: compose_run_cfg(tmp_path, list(overrides))
     GlobalHydra.instance().clear()
 
 
