@@ -5,12 +5,14 @@ one for the ungated and one for the gated recurrence (u time-major, (T, B, n) re
 states are rows, so M h is h Mᵀ):
 
 - `eager`: a PyTorch loop with a hand-written backward (antisymmetric_scan); runs anywhere.
+- `cpp`: the same loops compiled with torch.utils.cpp_extension (compiled_cpu, cpu_scan.cpp); CPU, needs a C++
+  compiler (built once per machine, then cached).
 - `fused`: persistent-RNN Triton kernels (fused_triton); CUDA, or CPU under TRITON_INTERPRET=1 (slow, for tests).
 - `graph`: the eager loop captured as CUDA graphs, one per shape (cuda_graph); CUDA only.
 - `parallel`: DEER / quasi-DEER Newton iterations over all steps with an associative scan (parallel).
 - `unrolled`: autograd through the cell's own `step` (unrolled.py), the slow reference; the cell runs it itself.
 - `auto`: `fused` on a CUDA device where a real call of the kernel, at the model's hidden size and dtype, matched
-  `eager`; else `eager`.
+  `eager`; `cpp` on the CPU where it compiled and matched `eager`; else `eager`.
 
 The modules load on first use, so neither Triton nor CUDA is touched unless a backend needs them.
 """
@@ -28,9 +30,10 @@ from arnn.errors import ConfigError
 
 Scan = Callable[[Tensor, Tensor, Tensor, float], Tensor]
 
-BACKENDS = ("auto", "eager", "unrolled", "fused", "graph", "parallel")
+BACKENDS = ("auto", "eager", "cpp", "unrolled", "fused", "graph", "parallel")
 _SCANS = {
     "eager": ("arnn.backends.antisymmetric_scan", "antisymmetric_scan", "gated_antisymmetric_scan"),
+    "cpp": ("arnn.backends.compiled_cpu", "compiled_antisymmetric", "compiled_gated_antisymmetric"),
     "fused": ("arnn.backends.fused_triton", "fused_antisymmetric", "fused_gated_antisymmetric"),
     "graph": ("arnn.backends.cuda_graph", "graphed_antisymmetric", "graphed_gated_antisymmetric"),
     "parallel": ("arnn.backends.parallel", "parallel_antisymmetric", "parallel_gated_antisymmetric"),
@@ -60,11 +63,17 @@ def resolve_backend(
     naming the fix."""
     check_backend(name)
     device = torch.device(device)
+    if name == "auto" and device.type == "cpu":
+        return "cpp" if _cpp_probe() is None else "eager"
     if name == "auto":
         usable = device.type == "cuda" and _fused_unavailable(device, hidden_size) is None
         return (
             "fused" if usable and _fused_probe(device, hidden_size or 16, dtype or torch.float32) is None else "eager"
         )
+    if name == "cpp" and device.type != "cpu":
+        raise ConfigError(f"model.backend=cpp runs compiled CPU loops, got device {device}; use model.backend=auto")
+    if name == "cpp" and (reason := _cpp_probe()):
+        raise ConfigError(f"model.backend=cpp could not be built ({reason}); {_OTHER_BACKEND}")
     if name == "fused" and (reason := _fused_unavailable(device, hidden_size)):
         raise ConfigError(f"model.backend=fused {reason}; {_OTHER_BACKEND}")
     if name == "graph" and device.type != "cuda":
@@ -72,6 +81,19 @@ def resolve_backend(
             f"model.backend=graph captures CUDA graphs and needs a CUDA device, got {device}; {_OTHER_BACKEND}"
         )
     return name
+
+
+@functools.cache
+def _cpp_probe() -> str | None:
+    """Build the `cpp` backend and run both its scans once against eager (states and gradients, float64, 3 steps):
+    None when they agree, else why not, also warned once (auto then runs eager)."""
+    try:
+        _compare(scans("cpp"), torch.device("cpu"), n=4, dtype=torch.float64, tol=1e-10)
+    except Exception as error:  # a missing compiler, a failed build or a mismatch: do not pick it
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        warnings.warn(f"model.backend=auto: the compiled CPU scan is unavailable ({reason}); using eager", stacklevel=2)
+        return reason
+    return None
 
 
 def _fused_unavailable(device: torch.device, hidden_size: int | None) -> str | None:
@@ -91,29 +113,12 @@ def _fused_unavailable(device: torch.device, hidden_size: int | None) -> str | N
 
 @functools.cache
 def _fused_probe(device: torch.device, n: int, dtype: torch.dtype) -> str | None:
-    """Run both fused scans once, at this hidden size and dtype of u but only 3 steps, against eager on `device`
-    (states and gradients): None when they agree, else why not, also warned once. A real call compiles and launches
-    the very kernels the model will use, so what this GPU cannot run (e.g. M beyond its shared memory) shows here.
-    The inputs are deterministic, so the global RNG is left alone."""
-    steps, batch = 3, 5  # a batch that does not fill a block
-    state = torch.float64 if dtype == torch.float64 else torch.float32  # h0 and M, as the model holds them
+    """Run both fused scans once, at this hidden size and dtype of u, against eager on `device` (see `_compare`):
+    None when they agree, else why not, also warned once. A real call compiles and launches the very kernels the
+    model will use, so what this GPU cannot run (e.g. M beyond its shared memory) shows here."""
     tol = 1e-6 if dtype == torch.float64 else 1e-3 if dtype == torch.float32 else 3e-2  # TF32 / 16-bit u and states
-    h0 = torch.linspace(-0.5, 0.5, batch * n, device=device, dtype=state).view(batch, n)
-    m = torch.linspace(-1, 1, n * n, device=device, dtype=state).view(n, n) / n**0.5
     try:
-        with torch.enable_grad(), torch.autocast(device.type, enabled=False):
-            for gates, scan, reference in zip((1, 2), scans("fused"), scans("eager"), strict=True):
-                u = torch.linspace(-1, 1, steps * batch * gates * n, device=device).view(steps, batch, -1, n)
-                inputs = (u.squeeze(2).to(dtype), h0, m)
-                results = []
-                for fn in (scan, reference):
-                    leaves = [t.clone().requires_grad_() for t in inputs]
-                    h_all = fn(*leaves, 0.1)
-                    results.append((h_all, *torch.autograd.grad(h_all.sum(), leaves)))
-                for fused, eager in zip(*results, strict=True):
-                    expected = eager.to(state)
-                    atol = tol * expected.abs().max().item()
-                    torch.testing.assert_close(fused.to(state), expected, rtol=tol, atol=atol)
+        _compare(scans("fused"), device, n, dtype, tol)
     except Exception as error:  # any failure (compile, launch, mismatch) means: do not pick the kernel
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
         warnings.warn(
@@ -123,3 +128,26 @@ def _fused_probe(device: torch.device, n: int, dtype: torch.dtype) -> str | None
         )
         return reason
     return None
+
+
+def _compare(candidate: tuple[Scan, Scan], device: torch.device, n: int, dtype: torch.dtype, tol: float) -> None:
+    """Raise unless both scans of `candidate` give eager's states and gradients (relative `tol`) for 3 steps of a
+    batch of 5 (one that fills no block) with u in `dtype`. The inputs are deterministic, so the global RNG is left
+    alone."""
+    steps, batch = 3, 5
+    state = torch.float64 if dtype == torch.float64 else torch.float32  # h0 and M, as the model holds them
+    h0 = torch.linspace(-0.5, 0.5, batch * n, device=device, dtype=state).view(batch, n)
+    m = torch.linspace(-1, 1, n * n, device=device, dtype=state).view(n, n) / n**0.5
+    with torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        for gates, scan, reference in zip((1, 2), candidate, scans("eager"), strict=True):
+            u = torch.linspace(-1, 1, steps * batch * gates * n, device=device).view(steps, batch, -1, n)
+            inputs = (u.squeeze(2).to(dtype), h0, m)
+            results = []
+            for fn in (scan, reference):
+                leaves = [t.clone().requires_grad_() for t in inputs]
+                h_all = fn(*leaves, 0.1)
+                results.append((h_all, *torch.autograd.grad(h_all.sum(), leaves)))
+            for result, eager in zip(*results, strict=True):
+                expected = eager.to(state)
+                atol = tol * expected.abs().max().item()
+                torch.testing.assert_close(result.to(state), expected, rtol=tol, atol=atol)

@@ -103,7 +103,7 @@ UNGATED = Recurrence(_ungated_forward, _ungated_backward)
 GATED = Recurrence(_gated_forward, _gated_backward)
 
 
-class _Scan(torch.autograd.Function):
+class ManualBackwardScan(torch.autograd.Function):
     """All states (T, B, n) of a recurrence, differentiated by its hand-written backward."""
 
     @staticmethod
@@ -123,14 +123,14 @@ def common_dtype(u: Tensor, h0: Tensor, m: Tensor) -> tuple[Tensor, Tensor, Tens
     """u, h0, m in one dtype, the widest of theirs: under autocast u comes in bf16/fp16 while M stays fp32, and
     the state is then kept in fp32 (a bf16 state would round away steps h += ε·φ smaller than 2⁻⁸ |h|)."""
     dtype = torch.promote_types(torch.promote_types(u.dtype, h0.dtype), m.dtype)
-    return u.to(dtype).contiguous(), h0.to(dtype), m.to(dtype)
+    return u.to(dtype).contiguous(), h0.to(dtype).contiguous(), m.to(dtype)
 
 
 def antisymmetric_scan(u: Tensor, h0: Tensor, m: Tensor, eps: float) -> Tensor:
     """All states (T, B, n) of h_t = h_{t-1} + ε·tanh(M h_{t-1} + u_t), u time-major (T, B, n)."""
-    return _Scan.apply(*common_dtype(u, h0, m), eps, UNGATED)
+    return ManualBackwardScan.apply(*common_dtype(u, h0, m), eps, UNGATED)
 
 
 def gated_antisymmetric_scan(u: Tensor, h0: Tensor, m: Tensor, eps: float) -> Tensor:
     """All states (T, B, n) of the gated recurrence, u time-major (T, B, 2, n) = (u^z, u^h)."""
-    return _Scan.apply(*common_dtype(u, h0, m), eps, GATED)
+    return ManualBackwardScan.apply(*common_dtype(u, h0, m), eps, GATED)
