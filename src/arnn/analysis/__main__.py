@@ -10,6 +10,18 @@ ANALYSES = {
     "gradient_flow": ("arnn.analysis.gradient_flow", "gradient norm ||dL/dh_t|| over time t"),
     "phase_portrait": ("arnn.analysis.phase_portrait", "2-D vanilla vs antisymmetric RNN trajectories (seed 002)"),
     "ode_norm": ("arnn.analysis.ode_norm", "linear antisymmetric ODE keeps ||x||; forward Euler does not (seed 001)"),
+    "gradient_bound": (
+        "arnn.analysis.gradient_bound",
+        "(30) ||dL/dθ|| <= int ||y|| dt = T ||y(t1)|| on trained ODE-ARNNs: which half holds when (seed 001)",
+    ),
+    "gradient_cancellation": (
+        "arnn.analysis.gradient_cancellation",
+        "W(t+T/2) = -W(t): dL/db = int y dt vanishes while ||y|| stays constant (seed 001)",
+    ),
+    "ode_linearity": (
+        "arnn.analysis.ode_linearity",
+        "x' = (A(t) - A(t)^T) x, A' = g(A): x(t) = Q_t x(0), Q_t orthogonal, superposition holds (seed 001)",
+    ),
     "urnn_equivalence": ("arnn.analysis.urnn_equivalence", "Theorem 1: contractive ReLU RNN as a 2n-state URNN"),
     "sigmoid_gap": ("arnn.analysis.sigmoid_gap", "Theorem 3: URNN fits of a sigmoid RNN keep a residual"),
     "sysid_units": ("arnn.analysis.sysid_units", "seed 004's test R² vs hidden units from a sysid multirun"),
