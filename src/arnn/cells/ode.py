@@ -62,14 +62,17 @@ class PiecewiseConstantField:
         projection: tuple[Tensor, Tensor] | None = None,
     ) -> None:
         self.matrix = matrix
-        self.samples = samples
+        # One view per interval, made once: a call's backward then reaches only its own row (all rows meet once, in
+        # the single backward of `unbind`). Indexing `samples` inside the call gave every call a (T, B, n) gradient,
+        # an O(T²) backward.
+        self.rows = samples.unbind(0)
         self.times = times
         self.activation = activation
         self.projection = projection
 
     def __call__(self, t: Tensor, x: Tensor) -> Tensor:
-        index = torch.searchsorted(self.times, t.reshape(1).to(self.times.dtype)) - 1
-        drive = self.samples.index_select(0, index.clamp(0, self.samples.shape[0] - 1)).squeeze(0)
+        index = int(torch.searchsorted(self.times, t.reshape(1).to(self.times.dtype))) - 1
+        drive = self.rows[min(max(index, 0), len(self.rows) - 1)]
         if self.projection is not None:
             drive = nn.functional.linear(drive, *self.projection)
         return self.activation(x @ self.matrix.t() + drive)
