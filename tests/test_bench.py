@@ -25,7 +25,8 @@ def bench_run(tmp_path_factory):
     """One tiny run of `python -m arnn.bench`: its folder and what it printed."""
     out = tmp_path_factory.mktemp("bench")
     args = ["--batch", "3", "--hidden", str(HIDDEN), "--steps", str(STEPS), "--repeats", "2", "--models", MODELS]
-    args += ["--backends", "eager,unrolled", "--sweep-steps", "6", "--sweep-hidden", "16", "--parallel-steps", "12"]
+    args += ["--backends", "eager,cpp,unrolled", "--sweep-steps", "6", "--sweep-hidden", "16", "--parallel-steps", "12"]
+    args += ["--clock", "cpu"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         bench.main([*args, "--out", str(out)])
@@ -42,8 +43,10 @@ def test_bench_writes_and_prints_a_row_per_model_and_backend_and_per_parallel_me
     assert [row[:2] for row in _rows(training)] == [
         ["rnn", "-"],
         ["arnn", "eager"],
+        ["arnn", "cpp"],
         ["arnn", "unrolled"],
         ["arnn_gated", "eager"],
+        ["arnn_gated", "cpp"],
         ["arnn_gated", "unrolled"],
         ["exprnn", "-"],
     ]
@@ -105,6 +108,13 @@ def test_bench_rejects_unknown_names_with_a_usage_error(args, message, capsys):
         bench.main(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_bench_refuses_to_time_gpu_work_on_the_cpu_clock(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--clock", "cpu", "--device", "cuda:0"])
+    assert exit_info.value.code == 2
+    assert "--clock cpu measures CPU time and cannot time work on cuda:0; use --clock wall" in capsys.readouterr().err
 
 
 def test_bench_rejects_a_backend_that_cannot_run_on_the_device(capsys):

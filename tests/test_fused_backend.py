@@ -93,10 +93,6 @@ def test_fused_rejects_hidden_sizes_it_cannot_keep_on_chip():
         fused_antisymmetric(torch.zeros(2, 1, 257), torch.zeros(1, 257), torch.zeros(257, 257), 0.1)
 
 
-def test_auto_resolves_to_eager_on_cpu():
-    assert resolve_backend("auto", "cpu", 128) == "eager"
-
-
 def test_auto_picks_fused_on_cuda_only_when_the_kernel_passes_its_probe_at_the_models_size_and_dtype(monkeypatch):
     probed = []
     monkeypatch.setattr("arnn.backends._fused_probe", lambda *key: probed.append(key))
@@ -147,7 +143,7 @@ def test_kernel_beyond_the_gpus_shared_memory_is_a_one_line_config_error(monkeyp
             8,
             r"model.backend=graph captures CUDA graphs and needs a CUDA device, got cpu; use model.backend=eager",
         ),
-        ("scan", 8, r"model.backend must be one of auto, eager, unrolled, fused, graph, parallel, got 'scan'"),
+        ("scan", 8, r"model.backend must be one of auto, eager, cpp, unrolled, fused, graph, parallel, got 'scan'"),
     ],
 )
 @pytest.mark.parametrize("cls", [AntisymmetricCell, GatedAntisymmetricCell, GatedAblationCell])

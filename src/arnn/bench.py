@@ -97,6 +97,12 @@ class Setting:
     repeats: int
     device: str
     threads: int | None
+    clock: str = "wall"
+
+    def now(self) -> float:
+        """Seconds on this setting's clock: wall time, or the CPU time of this process, which other processes on a
+        shared machine barely disturb (with one thread and an idle machine the two agree)."""
+        return time.process_time() if self.clock == "cpu" else time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -180,15 +186,15 @@ def _build(model: str, backend: str, setting: Setting) -> SequenceEncoder:
     return ENCODERS[model](setting.inputs, setting.hidden, **options).to(setting.device)
 
 
-def _median_seconds(fn: Callable[[], Any], device: torch.device, calls: int = 20) -> float:
+def _median_seconds(fn: Callable[[], Any], setting: Setting, calls: int = 20) -> float:
     """Median time of `calls` calls of fn after one warm-up call."""
     fn()
     times = []
     for _ in range(calls):
-        start = time.perf_counter()
+        start = setting.now()
         fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
+        _synchronize(torch.device(setting.device))
+        times.append(setting.now() - start)
     return statistics.median(times)
 
 
@@ -199,15 +205,15 @@ def _time_training(encoder: SequenceEncoder, setting: Setting) -> tuple[float, f
     forward, total = [], []
     for repeat in range(setting.repeats + 1):
         encoder.zero_grad(set_to_none=True)
-        start = time.perf_counter()
+        start = setting.now()
         y, _ = encoder(x)
         _synchronize(device)
-        middle = time.perf_counter()
+        middle = setting.now()
         y[:, -1].sum().backward()
         _synchronize(device)
         if repeat:  # the first pass warms up allocator and kernels
             forward.append(middle - start)
-            total.append(time.perf_counter() - start)
+            total.append(setting.now() - start)
     return statistics.median(forward), statistics.median(total)
 
 
@@ -222,7 +228,7 @@ def measure(model: str, backend: str, setting: Setting, sweep: list[Setting]) ->
     forward_s, seconds = _time_training(encoder, setting)
     peak = memory.rise()
     compute_map = recurrent_map(encoder)
-    map_s = _median_seconds(compute_map, torch.device(setting.device)) if compute_map else None
+    map_s = _median_seconds(compute_map, setting) if compute_map else None
     results = [
         Measurement(model, backend, setting.batch, setting.hidden, setting.steps, forward_s, seconds, peak, map_s)
     ]
@@ -259,17 +265,17 @@ def measure_parallel(model: str, method: str, setting: Setting) -> ParallelMeasu
         newton(step, *inputs(4), cell.eps, method=method)
         u, h0, m = inputs(setting.steps)
         memory = _PeakMemory(device)
-        start = time.perf_counter()
+        start = setting.now()
         solution = newton(step, u, h0, m, cell.eps, method=method)
         _synchronize(device)
-        seconds = time.perf_counter() - start
+        seconds = setting.now() - start
         peak = memory.rise()
         eager_times = []
         for _ in range(setting.repeats + 1):
-            start = time.perf_counter()
+            start = setting.now()
             states = eager(u, h0, m, cell.eps)
             _synchronize(device)
-            eager_times.append(time.perf_counter() - start)
+            eager_times.append(setting.now() - start)
         exact = eager(u.double(), h0.double(), m.double(), cell.eps)
     return ParallelMeasurement(
         model,
@@ -434,6 +440,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or CPU time of the process (CPU only; steadier on a shared machine, = wall with --threads 1 "
+        "on an idle one)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/bench/<date>_<time>)")
     return parser
 
@@ -468,7 +481,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown := [m for m in methods if m not in METHODS]:
         parser.error(f"unknown parallel method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     backends = _backends(parser, args.backends, args.device, max([args.hidden, *args.sweep_hidden]))
-    setting = Setting(args.batch, args.hidden, args.steps, args.inputs, args.repeats, args.device, args.threads)
+    if args.clock == "cpu" and not args.device.startswith("cpu"):
+        parser.error(f"--clock cpu measures CPU time and cannot time work on {args.device}; use --clock wall")
+    setting = Setting(
+        args.batch, args.hidden, args.steps, args.inputs, args.repeats, args.device, args.threads, args.clock
+    )
     sweep = [replace(setting, steps=t) for t in args.sweep_steps if t != setting.steps]
     sweep += [replace(setting, hidden=n) for n in args.sweep_hidden if n != setting.hidden]
     folder = analysis_dir("bench", args.out or Path("outputs/bench") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
@@ -496,8 +513,9 @@ def main(argv: list[str] | None = None) -> None:
 
     sections = [
         hardware(args.device, args.threads or torch.get_num_threads()),
-        f"Training: B={setting.batch}, N={setting.hidden}, T={setting.steps}, m={setting.inputs}, median of "
-        f"{setting.repeats} after one warm-up; map = the recurrent map alone, computed once per forward",
+        f"Training: B={setting.batch}, N={setting.hidden}, T={setting.steps}, m={setting.inputs}, {setting.clock} "
+        f"time, median of {setting.repeats} after one warm-up; map = the recurrent map alone, computed once per "
+        "forward",
         training_table(training, setting),
     ]
     if parallel or skipped:

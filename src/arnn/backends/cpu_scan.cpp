@@ -6,17 +6,37 @@
 // - tanh p is computed as 2σ(2p) − 1: ATen's vectorized sigmoid costs a fraction of its tanh on CPU, and the
 //   backward needs only s = σ(2p): ∂tanh p/∂p = 1 − (2s − 1)² = 4 s (1 − s);
 // - the backward forms d_t = g_t ⊙ ∂φ/∂p and the next adjoint in one pass over the row block, so no full-size
-//   temporaries are built; ∂L/∂M stays one large GEMM after the reverse loop.
+//   temporaries are built; ∂L/∂M stays one large GEMM after the reverse loop;
+// - the (T, B, ·) buffers come from a small pool (`buffer`) instead of fresh allocations: glibc maps every block
+//   over 32 MiB anew, and first-touching 50–100 MB costs ~20 ms per buffer, more than the arithmetic it holds.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <mutex>
 #include <tuple>
+#include <vector>
 
 namespace {
 
 using at::Tensor;
+
+// A (T, B, ·) buffer with `options`, reusing a pooled one nobody else holds any more (its tensor and storage are
+// referenced by the pool alone). On a miss the pool first drops its idle buffers, so it never keeps more than the
+// buffers of the latest shapes: in a training loop that is one set, as a caching allocator would keep.
+Tensor buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
+  static std::mutex mutex;
+  static std::vector<Tensor> pool;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto idle = [](const Tensor& t) { return t.use_count() == 1 && t.storage().use_count() == 1; };
+  for (const Tensor& t : pool) {
+    if (idle(t) && t.sizes() == shape && t.dtype() == options.dtype()) return t.alias();
+  }
+  std::erase_if(pool, idle);
+  pool.push_back(at::empty(shape, options));
+  return pool.back().alias();
+}
 
 // Rows per task of at::parallel_for: blocks below ~32k numbers run serially (thread hand-off costs more).
 int64_t grain(int64_t n) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1)); }
@@ -28,12 +48,60 @@ void check_inputs(const Tensor& u, const Tensor& h0, const Tensor& m, int64_t ga
   TORCH_CHECK(u.scalar_type() == h0.scalar_type() && u.scalar_type() == m.scalar_type(), "u, h0, m: one dtype");
 }
 
+// Row kernels: one batch row of n units, restrict pointers so the compiler vectorizes them.
+
+// h_t = h_{t-1} + ε (2 s − 1), s = σ(2p): the ungated Euler step.
+template <typename T>
+void ungated_row(const T* __restrict__ prev, const T* __restrict__ s, T* __restrict__ next, int64_t n, T e) {
+  for (int64_t i = 0; i < n; ++i) next[i] = prev[i] + e * (2 * s[i] - 1);
+}
+
+// (M h + u^z, 2 (M h + u^h)) into one row of 2n: the arguments of σ for z and for a = 2σ(2p) − 1.
+template <typename T>
+void gated_pre_row(const T* __restrict__ mh, const T* __restrict__ u, T* __restrict__ pre, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    pre[i] = mh[i] + u[i];
+    pre[n + i] = 2 * (mh[i] + u[n + i]);
+  }
+}
+
+// h_t = h_{t-1} + ε z (2 s_h − 1) from the row (z, s_h).
+template <typename T>
+void gated_row(const T* __restrict__ prev, const T* __restrict__ s, T* __restrict__ next, int64_t n, T e) {
+  for (int64_t i = 0; i < n; ++i) next[i] = prev[i] + e * s[i] * (2 * s[n + i] - 1);
+}
+
+// d = g ⊙ 4ε s (1 − s) (= ∂L/∂p) and carry = ∂L/∂y_{t-1} + g.
+template <typename T>
+void ungated_adjoint_row(const T* __restrict__ g, const T* __restrict__ s, const T* __restrict__ y, T* __restrict__ d,
+                         T* __restrict__ carry, int64_t n, T e) {
+  for (int64_t i = 0; i < n; ++i) {
+    d[i] = g[i] * 4 * e * s[i] * (1 - s[i]);
+    carry[i] = y[i] + g[i];
+  }
+}
+
+// ∂L/∂p_z = g ε a z (1 − z), ∂L/∂p_h = g ε z (1 − a²) with a = 2 s_h − 1, d their sum, carry = ∂L/∂y_{t-1} + g.
+template <typename T>
+void gated_adjoint_row(const T* __restrict__ g, const T* __restrict__ s, const T* __restrict__ y, T* __restrict__ gu,
+                       T* __restrict__ d, T* __restrict__ carry, int64_t n, T e) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T z = s[i], sh = s[n + i];
+    const T gz = g[i] * e * (2 * sh - 1) * z * (1 - z);
+    const T gh = g[i] * e * z * 4 * sh * (1 - sh);
+    gu[i] = gz;
+    gu[n + i] = gh;
+    d[i] = gz + gh;
+    carry[i] = y[i] + g[i];
+  }
+}
+
 // h_t = h_{t-1} + ε·tanh(M h_{t-1} + u_t); returns all h_t and s_t = σ(2 (M h_{t-1} + u_t)).
 std::tuple<Tensor, Tensor> ungated_forward(const Tensor& u, const Tensor& h0, const Tensor& m, double eps) {
   check_inputs(u, h0, m, 1);
   const int64_t steps = u.size(0), batch = u.size(1), n = u.size(2);
-  Tensor h_all = at::empty_like(u);
-  Tensor s = at::empty_like(u);
+  Tensor h_all = buffer(u.sizes(), u.options());
+  Tensor s = buffer(u.sizes(), u.options());
   const Tensor m_t = m.t();
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ungated_forward", [&] {
     const auto e = static_cast<scalar_t>(eps);
@@ -46,7 +114,7 @@ std::tuple<Tensor, Tensor> ungated_forward(const Tensor& u, const Tensor& h0, co
       const scalar_t* sig = s_t.const_data_ptr<scalar_t>();
       scalar_t* next = h_all[t].data_ptr<scalar_t>();
       at::parallel_for(0, batch, grain(n), [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin * n; i < end * n; ++i) next[i] = prev[i] + e * (2 * sig[i] - 1);
+        ungated_row(prev + begin * n, sig + begin * n, next + begin * n, (end - begin) * n, e);
       });
       h = h_all[t];
     }
@@ -59,8 +127,8 @@ std::tuple<Tensor, Tensor> ungated_forward(const Tensor& u, const Tensor& h0, co
 std::tuple<Tensor, Tensor> gated_forward(const Tensor& u, const Tensor& h0, const Tensor& m, double eps) {
   check_inputs(u, h0, m, 2);
   const int64_t steps = u.size(0), batch = u.size(1), n = u.size(3);
-  Tensor h_all = at::empty({steps, batch, n}, u.options());
-  Tensor s = at::empty_like(u);
+  Tensor h_all = buffer({steps, batch, n}, u.options());
+  Tensor s = buffer(u.sizes(), u.options());
   Tensor mh = at::empty({batch, n}, u.options());
   const Tensor m_t = m.t();
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gated_forward", [&] {
@@ -73,23 +141,13 @@ std::tuple<Tensor, Tensor> gated_forward(const Tensor& u, const Tensor& h0, cons
       Tensor s_t = s[t];
       scalar_t* pre = s_t.data_ptr<scalar_t>();
       at::parallel_for(0, batch, grain(n), [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          const scalar_t* row = mh_p + b * n;
-          for (int64_t i = 0; i < n; ++i) {
-            pre[(2 * b) * n + i] = row[i] + u_t[(2 * b) * n + i];
-            pre[(2 * b + 1) * n + i] = 2 * (row[i] + u_t[(2 * b + 1) * n + i]);
-          }
-        }
+        for (int64_t b = begin; b < end; ++b) gated_pre_row(mh_p + b * n, u_t + 2 * b * n, pre + 2 * b * n, n);
       });
       s_t.sigmoid_();
       const scalar_t* prev = h.const_data_ptr<scalar_t>();
       scalar_t* next = h_all[t].data_ptr<scalar_t>();
       at::parallel_for(0, batch, grain(n), [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          const scalar_t* z = pre + (2 * b) * n;
-          const scalar_t* sh = pre + (2 * b + 1) * n;
-          for (int64_t i = 0; i < n; ++i) next[b * n + i] = prev[b * n + i] + e * z[i] * (2 * sh[i] - 1);
-        }
+        for (int64_t b = begin; b < end; ++b) gated_row(prev + b * n, pre + 2 * b * n, next + b * n, n, e);
       });
       h = h_all[t];
     }
@@ -107,23 +165,25 @@ Tensor weight_grad(const Tensor& d, const Tensor& h0, const Tensor& h_all) {
   return grad_m;
 }
 
+// ∂L/∂y_t as a contiguous (B, n) block (autograd may hand over an expanded or transposed ∂L/∂h_all), zeros for t < 0.
+Tensor output_grad(const Tensor& grad_y, int64_t t) {
+  return t >= 0 ? grad_y[t].contiguous() : at::zeros({grad_y.size(1), grad_y.size(2)}, grad_y.options());
+}
+
 // The reverse sweep shared by both cells: with g_t = ∂L/∂h_t and d_t = g_t ⊙ c_t (c_t = ∂φ_t/∂p_t, diagonal),
-// g_{t-1} = ∂L/∂y_{t-1} + g_t + d_t M. `local(t, g, d_t, begin, end)` writes d_t (and any per-gate gradients)
-// for rows [begin, end) from g = g_t. Returns ∂L/∂h_0.
-template <typename scalar_t, typename Local>
-Tensor reverse_sweep(const Tensor& grad_y, const Tensor& m, const Tensor& d, Local local) {
+// g_{t-1} = ∂L/∂y_{t-1} + g_t + d_t M. `adjoint(t, g, y, carry, begin, end)` writes d_t (and any per-gate
+// gradients) and carry = y + g for rows [begin, end), from g = g_t and y = ∂L/∂y_{t-1}. Returns ∂L/∂h_0.
+template <typename scalar_t, typename Adjoint>
+Tensor reverse_sweep(const Tensor& grad_y, const Tensor& m, const Tensor& d, Adjoint adjoint) {
   const int64_t steps = grad_y.size(0), batch = grad_y.size(1), n = grad_y.size(2);
-  Tensor g = grad_y[steps - 1].clone();
-  Tensor carry = at::empty_like(g);  // ∂L/∂y_{t-1} + g_t
+  Tensor g = output_grad(grad_y, steps - 1).clone();
+  Tensor carry = at::empty_like(g);
   for (int64_t t = steps - 1; t >= 0; --t) {
+    const Tensor y = output_grad(grad_y, t - 1);
     const scalar_t* g_p = g.const_data_ptr<scalar_t>();
-    scalar_t* d_t = d[t].data_ptr<scalar_t>();
+    const scalar_t* y_p = y.const_data_ptr<scalar_t>();
     scalar_t* c_p = carry.data_ptr<scalar_t>();
-    const scalar_t* y_p = t > 0 ? grad_y[t - 1].const_data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, batch, grain(n), [&](int64_t begin, int64_t end) {
-      local(t, g_p, d_t, begin, end);
-      for (int64_t i = begin * n; i < end * n; ++i) c_p[i] = (y_p ? y_p[i] : 0) + g_p[i];
-    });
+    at::parallel_for(0, batch, grain(n), [&](int64_t begin, int64_t end) { adjoint(t, g_p, y_p, c_p, begin, end); });
     at::addmm_out(g, carry, d[t], m);
   }
   return g;
@@ -132,17 +192,17 @@ Tensor reverse_sweep(const Tensor& grad_y, const Tensor& m, const Tensor& d, Loc
 // ∂L/∂u, ∂L/∂h_0, ∂L/∂M of ungated_forward from ∂L/∂h_all.
 std::tuple<Tensor, Tensor, Tensor> ungated_backward(
     const Tensor& grad_y, const Tensor& h0, const Tensor& m, const Tensor& h_all, const Tensor& s, double eps) {
-  Tensor grad_out = grad_y.contiguous();
-  Tensor d = at::empty_like(grad_out);
-  const int64_t n = grad_out.size(2);
+  Tensor d = buffer(s.sizes(), s.options());
+  const int64_t n = s.size(2);
   Tensor grad_h0;
-  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "ungated_backward", [&] {
-    const auto e4 = static_cast<scalar_t>(4 * eps);
-    grad_h0 = reverse_sweep<scalar_t>(
-        grad_out, m, d, [&](int64_t t, const scalar_t* g, scalar_t* d_t, int64_t begin, int64_t end) {
-          const scalar_t* sig = s[t].const_data_ptr<scalar_t>();
-          for (int64_t i = begin * n; i < end * n; ++i) d_t[i] = g[i] * e4 * sig[i] * (1 - sig[i]);
-        });
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "ungated_backward", [&] {
+    const auto e = static_cast<scalar_t>(eps);
+    grad_h0 = reverse_sweep<scalar_t>(grad_y, m, d, [&](int64_t t, const scalar_t* g, const scalar_t* y, scalar_t* carry,
+                                                        int64_t begin, int64_t end) {
+      const int64_t first = begin * n, count = (end - begin) * n;
+      const scalar_t* sig = s[t].const_data_ptr<scalar_t>();
+      ungated_adjoint_row(g + first, sig + first, y + first, d[t].data_ptr<scalar_t>() + first, carry + first, count, e);
+    });
   });
   return {d, grad_h0, weight_grad(d, h0, h_all)};
 }
@@ -150,31 +210,21 @@ std::tuple<Tensor, Tensor, Tensor> ungated_backward(
 // ∂L/∂u (T, B, 2, n), ∂L/∂h_0, ∂L/∂M of gated_forward from ∂L/∂h_all.
 std::tuple<Tensor, Tensor, Tensor> gated_backward(
     const Tensor& grad_y, const Tensor& h0, const Tensor& m, const Tensor& h_all, const Tensor& s, double eps) {
-  Tensor grad_out = grad_y.contiguous();
-  Tensor d = at::empty_like(grad_out);
-  Tensor grad_u = at::empty_like(s);
-  const int64_t n = grad_out.size(2);
+  Tensor d = buffer(h_all.sizes(), s.options());
+  Tensor grad_u = buffer(s.sizes(), s.options());
+  const int64_t n = s.size(3);
   Tensor grad_h0;
-  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "gated_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "gated_backward", [&] {
     const auto e = static_cast<scalar_t>(eps);
-    grad_h0 = reverse_sweep<scalar_t>(
-        grad_out, m, d, [&](int64_t t, const scalar_t* g, scalar_t* d_t, int64_t begin, int64_t end) {
-          const scalar_t* sig = s[t].const_data_ptr<scalar_t>();
-          scalar_t* gu = grad_u[t].data_ptr<scalar_t>();
-          for (int64_t b = begin; b < end; ++b) {
-            const scalar_t* z = sig + (2 * b) * n;
-            const scalar_t* sh = sig + (2 * b + 1) * n;
-            for (int64_t i = 0; i < n; ++i) {
-              const scalar_t a = 2 * sh[i] - 1;
-              const scalar_t g_i = g[b * n + i];
-              const scalar_t gz = g_i * e * a * z[i] * (1 - z[i]);  // ∂(ε z a)/∂p_z = ε a z (1 − z)
-              const scalar_t gh = g_i * e * z[i] * 4 * sh[i] * (1 - sh[i]);  // ∂(ε z a)/∂p_h = ε z (1 − a²)
-              gu[(2 * b) * n + i] = gz;
-              gu[(2 * b + 1) * n + i] = gh;
-              d_t[b * n + i] = gz + gh;
-            }
-          }
-        });
+    grad_h0 = reverse_sweep<scalar_t>(grad_y, m, d, [&](int64_t t, const scalar_t* g, const scalar_t* y, scalar_t* carry,
+                                                        int64_t begin, int64_t end) {
+      const scalar_t* sig = s[t].const_data_ptr<scalar_t>();
+      scalar_t* gu = grad_u[t].data_ptr<scalar_t>();
+      scalar_t* d_t = d[t].data_ptr<scalar_t>();
+      for (int64_t b = begin; b < end; ++b) {
+        gated_adjoint_row(g + b * n, sig + 2 * b * n, y + b * n, gu + 2 * b * n, d_t + b * n, carry + b * n, n, e);
+      }
+    });
   });
   return {grad_u, grad_h0, weight_grad(d, h0, h_all)};
 }
