@@ -91,3 +91,17 @@ def test_failed_build_warns_and_auto_falls_back_to_eager(monkeypatch):
 def test_cpp_on_a_gpu_is_a_config_error():
     with pytest.raises(ConfigError, match="model.backend=cpp runs compiled CPU loops, got device cuda"):
         resolve_backend("cpp", "cuda", 16)
+
+
+@pytest.mark.parametrize("kind", PAIRS)
+def test_row_blocks_split_over_threads_give_the_single_thread_result(kind):
+    compiled, eager = PAIRS[kind]
+    inputs = _inputs(kind, 3, 300, 256)  # 300 rows of 256 units: three blocks of 128 rows (grain 32768 / n)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        split = _values_and_grads(compiled, inputs)
+    finally:
+        torch.set_num_threads(threads)
+    for fast, reference in zip(split, _values_and_grads(eager, inputs), strict=True):
+        torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12)
