@@ -13,7 +13,13 @@ from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from arnn.analysis import ode_norm
 from arnn.cells.antisymmetric import AntisymmetricCell
-from arnn.cells.ode import ADAPTIVE_SOLVERS, FIXED_GRID_SOLVERS, AntisymmetricODECell, symmetric_jacobian_norm
+from arnn.cells.ode import (
+    ADAPTIVE_SOLVERS,
+    CHUNK_INTERVALS,
+    FIXED_GRID_SOLVERS,
+    AntisymmetricODECell,
+    symmetric_jacobian_norm,
+)
 from arnn.errors import ConfigError
 from arnn.train import train
 
@@ -82,16 +88,17 @@ def test_one_odeint_call_equals_a_loop_of_one_interval_solves(solver, options, t
 
 
 @pytest.mark.parametrize(("solver", "options"), [("rk4", {}), ("euler", {"substeps": 2}), ("midpoint", {})])
-def test_gradients_of_one_odeint_call_equal_those_of_a_loop_of_one_interval_solves(solver, options):
-    # Each interval solve of the loop holds one input row, so its gradients cannot mix up the rows of the inputs.
-    x = torch.randn(3, 40, 2, dtype=DOUBLE, requires_grad=True)
+def test_values_and_gradients_of_a_long_solve_equal_those_of_a_loop_of_one_interval_solves(solver, options):
+    # Each interval solve of the loop holds one input row, so its gradients cannot mix up the rows of the inputs;
+    # 2.5 × CHUNK_INTERVALS steps cross the boundaries of the solve's chunks.
+    x = torch.randn(3, 5 * CHUNK_INTERVALS // 2, 2, dtype=DOUBLE, requires_grad=True)
     h0 = torch.randn(3, 5, dtype=DOUBLE, requires_grad=True)
     cell = _cell(solver=solver, dt=0.3, gamma=0.1, **options)
     gradients = []
     for run in (lambda: cell(x, h0)[0], lambda: _loop_from(cell, x, h0)):
         outputs = run()
         loss = outputs.square().sum() + outputs[:, 7].sum()
-        gradients.append(torch.autograd.grad(loss, [x, h0, *cell.parameters()]))
+        gradients.append([outputs, *torch.autograd.grad(loss, [x, h0, *cell.parameters()])])
     for single, loop in zip(*gradients, strict=True):
         assert single.abs().max() > 0
         torch.testing.assert_close(single, loop, rtol=1e-12, atol=1e-12)

@@ -8,6 +8,7 @@ orthogonal when γ = 0 (see `python -m arnn.analysis ode_norm`).
 """
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable
 from functools import partial
 
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from arnn.cells.antisymmetric import StoredAntisymmetric
-from arnn.cells.base import SequenceEncoder, check_positive
+from arnn.cells.base import SequenceEncoder, State, check_positive
 from arnn.errors import ConfigError
 
 # One-step methods only: a multistep method (the Adams family) carries derivatives from before a jump of u into
@@ -24,6 +25,8 @@ from arnn.errors import ConfigError
 FIXED_GRID_SOLVERS = ("euler", "midpoint", "heun2", "heun3", "rk4")
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 SOLVER_NAMES = FIXED_GRID_SOLVERS + ADAPTIVE_SOLVERS
+CHUNK_INTERVALS = 32
+"""Intervals per torchdiffeq call of a fixed-grid solve without the adjoint (`PiecewiseConstantODECell.integrate`)."""
 ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
     # σ and σ' as a function of σ's output
     "tanh": (torch.tanh, lambda y: 1 - y * y),
@@ -43,14 +46,23 @@ def symmetric_jacobian_norm(slope: Tensor, antisymmetric: Tensor, gamma: float) 
     return 2 * d2 @ squares.sum(1) - 2 * ((slope @ squares) * slope).sum(-1) + 4 * gamma**2 * d2.sum(-1)
 
 
+def interval_of(times: Tensor, t: Tensor) -> int:
+    """k for t ∈ (t_k, t_{k+1}) on the grid `times`; at a grid point t_k itself the left interval k − 1 (0 at t_0).
+
+    The solvers evaluate a field at a grid point only when told which side they want (torchdiffeq's `perturb` nudges
+    t by one ulp: NEXT at a step's start, PREV at its end), and without a nudge only where an integration starts: at
+    t_0 going forward, and at t_k going backward in the adjoint pass, which then integrates over (t_{k−1}, t_k).
+    """
+    index = int(torch.searchsorted(times, t.reshape(1).to(times.dtype))) - 1
+    return min(max(index, 0), len(times) - 2)
+
+
 class PiecewiseConstantField:
-    """f(t, x) = σ(x Mᵀ + d_k) for t ∈ (t_k, t_{k+1}); at a grid point t_k itself the left interval k − 1.
+    """f(t, x) = σ(x M_kᵀ + d_k) for t in interval k of `times` (`interval_of`).
 
     d_k is `samples[k]` itself (the drive V u_k + b, precomputed), or V u_k + b with `samples[k]` = u_k when
-    `projection` = (V, b) is given. The solvers evaluate f at a grid point only when told which side they want
-    (torchdiffeq's `perturb` nudges t by one ulp: NEXT at a step's start, PREV at its end), and without a nudge only
-    where an integration starts: at t_0 going forward, and at t_k going backward in the adjoint pass, which then
-    integrates over (t_{k−1}, t_k).
+    `projection` = (V, b) is given. M_k is `matrix` (n, n), or its row k when it holds one matrix per interval
+    (T, n, n).
     """
 
     def __init__(
@@ -59,23 +71,25 @@ class PiecewiseConstantField:
         samples: Tensor,
         times: Tensor,
         activation: Callable[[Tensor], Tensor],
-        projection: tuple[Tensor, Tensor] | None = None,
+        projection: tuple[Tensor, Tensor | None] | None = None,
     ) -> None:
         self.matrix = matrix
         # One view per interval, made once: a call's backward then reaches only its own row (all rows meet once, in
         # the single backward of `unbind`). Indexing `samples` inside the call gave every call a (T, B, n) gradient,
         # an O(T²) backward.
         self.rows = samples.unbind(0)
+        self.matrices = matrix.unbind(0) if matrix.dim() == 3 else None
         self.times = times
         self.activation = activation
         self.projection = projection
 
     def __call__(self, t: Tensor, x: Tensor) -> Tensor:
-        index = int(torch.searchsorted(self.times, t.reshape(1).to(self.times.dtype))) - 1
-        drive = self.rows[min(max(index, 0), len(self.rows) - 1)]
+        index = interval_of(self.times, t)
+        drive = self.rows[index]
         if self.projection is not None:
             drive = nn.functional.linear(drive, *self.projection)
-        return self.activation(x @ self.matrix.t() + drive)
+        matrix = self.matrix if self.matrices is None else self.matrices[index]
+        return self.activation(x @ matrix.t() + drive)
 
 
 def _subdivided_grid(substeps: int, func: object, y0: Tensor, t: Tensor) -> Tensor:
@@ -85,17 +99,117 @@ def _subdivided_grid(substeps: int, func: object, y0: Tensor, t: Tensor) -> Tens
     return torch.cat([inner.reshape(-1), t[-1:]])
 
 
-class AntisymmetricODECell(StoredAntisymmetric, SequenceEncoder):
+def _map(function: Callable[[Tensor], Tensor], y: State) -> State:
+    """function applied to a tensor, or to each tensor of a tuple."""
+    return function(y) if isinstance(y, Tensor) else tuple(function(part) for part in y)
+
+
+def _concatenate(pieces: list[State]) -> State:
+    """Solutions (k, ...) or tuples of them, joined along time."""
+    if isinstance(pieces[0], Tensor):
+        return torch.cat(pieces)
+    return tuple(torch.cat(parts) for parts in zip(*pieces, strict=True))
+
+
+class PiecewiseConstantODECell(SequenceEncoder):
+    """An ODE cell x' = f(t, x) driven by u(t) = u_k on [(k−1)dt, k·dt): the outputs are x(t_1), ..., x(t_T) on the
+    grid t_k = k·dt, solved by torchdiffeq in one pass over the grid (`step` solves one interval).
+
+    u jumps at every grid point, which the solvers must not smooth over: fixed-grid solvers get `perturb=True` (each
+    step evaluates f just inside its own interval), adaptive ones `jump_t` at the grid points (no step straddles a
+    jump, and f is re-evaluated on the far side). `substeps` solver steps per interval apply to fixed-grid solvers,
+    `rtol`/`atol` to adaptive ones. With `adjoint=True` gradients come from the adjoint ODE (torchdiffeq's
+    `odeint_adjoint`: memory for the T states only, none for the solver's stages) instead of backpropagating
+    through the solver. Subclasses give `solve`, the whole trajectory from x(0).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        activation: str,
+        dt: float,
+        solver: str,
+        substeps: int,
+        rtol: float,
+        atol: float,
+        adjoint: bool,
+    ) -> None:
+        super().__init__(input_size, hidden_size)
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if solver not in SOLVER_NAMES:
+            raise ConfigError(f"model.solver must be one of {', '.join(SOLVER_NAMES)}, got {solver!r}")
+        if int(substeps) != substeps or substeps < 1:
+            raise ConfigError(f"model.substeps must be an integer >= 1, got {substeps}; set e.g. model.substeps=1")
+        check_positive("dt", dt, 0.1)
+        check_positive("rtol", rtol, 1e-3)
+        check_positive("atol", atol, 1e-4)
+        self.activation = activation
+        self.dt = float(dt)
+        self.solver = solver
+        self.substeps = int(substeps)
+        self.rtol = float(rtol)
+        self.atol = float(atol)
+        self.adjoint = bool(adjoint)
+
+    def grid(self, steps: int, like: Tensor) -> Tensor:
+        """t_0 = 0, t_1 = dt, ..., t_T, in the dtype and on the device of `like`."""
+        # Built in float64 then cast, so the grid, the jump times and the fields' look-up agree to the last bit.
+        return (torch.arange(steps + 1, dtype=torch.float64, device=like.device) * self.dt).to(like.dtype)
+
+    def integrate(
+        self, field: Callable[[Tensor, State], State], y0: State, times: Tensor, adjoint_params: tuple[Tensor, ...]
+    ) -> State:
+        """The solution at every point of `times` (T + 1, ...) from y0, a tensor or a tuple of tensors.
+
+        `adjoint_params` are the tensors the field depends on, for the adjoint pass (used when `adjoint` is on).
+        """
+        arguments = {"rtol": self.rtol, "atol": self.atol, "method": self.solver}
+        if self.solver in ADAPTIVE_SOLVERS:
+            # Steps end exactly on every grid point (outputs are then solver steps, not interpolants): jumps of u
+            # inside, plain stops at both ends (the far end of an adjoint interval is t_{k-1}).
+            options = {"jump_t": times[1:-1], "step_t": times[[0, -1]]}
+        else:
+            options = {"perturb": True}
+            if self.substeps > 1:
+                options["grid_constructor"] = partial(_subdivided_grid, self.substeps)
+        if self.adjoint:
+            return odeint_adjoint(field, y0, times, adjoint_params=adjoint_params, options=options, **arguments)
+        if self.solver in ADAPTIVE_SOLVERS:  # one call, so that the step size carries over from sample to sample
+            return odeint(field, y0, times, options=options, **arguments)
+        # torchdiffeq writes each output into one preallocated tensor (`solution[j] = y`), and the backward of each
+        # write copies all of it: O(T²) for one call over T outputs. Calls over chunks of CHUNK_INTERVALS keep it
+        # O(T · CHUNK_INTERVALS); a fixed grid gives the same values either way.
+        pieces, state = [], y0
+        for start in range(0, len(times) - 1, CHUNK_INTERVALS):
+            solution = odeint(field, state, times[start : start + CHUNK_INTERVALS + 1], options=options, **arguments)
+            pieces.append(solution if start == 0 else _map(lambda part: part[1:], solution))
+            state = _map(lambda part: part[-1], solution)
+        return _concatenate(pieces)
+
+    def default_state(self, batch_size: int, like: Tensor) -> Tensor:
+        return like.new_zeros(batch_size, self.hidden_size)
+
+    @abstractmethod
+    def solve(self, inputs: Tensor, x0: Tensor) -> Tensor:
+        """x(t_0 = 0), x(t_1), ..., x(t_T) (T + 1, B, n) from x0 (B, n) under the inputs u_1, ..., u_T (T, B, m)."""
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x0 = self.default_state(x.shape[0], x) if state is None else state
+        states = self.solve(x.transpose(0, 1), x0)[1:]
+        return states.transpose(0, 1), states[-1]
+
+    def step(self, x_t: Tensor, state: Tensor) -> Tensor:
+        """x(dt) from x(0) = state under the constant input x_t."""
+        return self.solve(x_t.unsqueeze(0), state)[-1]
+
+
+class AntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODECell):
     """Antisymmetric neural ODE (seed 001): x' = σ((W − Wᵀ − γI) x + V u(t) + b), u(t) = u_k on [(k−1)dt, k·dt).
 
-    The outputs are x(t_1), ..., x(t_T), all from one `odeint` call over the grid t_k = k·dt (`step` solves one
-    interval). u jumps at every grid point, which the solvers must not smooth over: fixed-grid solvers get
-    `perturb=True` (each step evaluates f just inside its own interval), adaptive ones `jump_t` at the grid points
-    (no step straddles a jump, and f is re-evaluated on the far side). `substeps` solver steps per interval apply to
-    fixed-grid solvers, `rtol`/`atol` to adaptive ones. With `adjoint=True` gradients come from the adjoint ODE
-    (torchdiffeq's `odeint_adjoint`: memory for the T states only, none for the solver's stages) instead of
-    backpropagating through the solver.
-    W − Wᵀ, V and b are stored and initialised as in the A-RNN, so `solver=euler, dt=ε` is the A-RNN.
+    Solved as `PiecewiseConstantODECell` describes. W − Wᵀ, V and b are stored and initialised as in the A-RNN, so
+    `solver=euler, dt=ε` is the A-RNN.
 
     Adjoint-norm regulariser (`adjoint_weight` > 0): the adjoint a(t) = ∂L/∂x(t) obeys a' = −aJ, J = ∂f/∂x, so
     d‖a‖²/dt = −a(J + Jᵀ)aᵀ, and ‖a‖ stays constant for every a iff J + Jᵀ = 0 along the trajectory. Here
@@ -119,30 +233,14 @@ class AntisymmetricODECell(StoredAntisymmetric, SequenceEncoder):
         adjoint: bool = False,
         adjoint_weight: float = 0.0,
     ) -> None:
-        super().__init__(input_size, hidden_size)
+        super().__init__(input_size, hidden_size, activation, dt, solver, substeps, rtol, atol, adjoint)
         if not sigma_w >= 0:
             raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"model.activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-        if solver not in SOLVER_NAMES:
-            raise ConfigError(f"model.solver must be one of {', '.join(SOLVER_NAMES)}, got {solver!r}")
-        if int(substeps) != substeps or substeps < 1:
-            raise ConfigError(f"model.substeps must be an integer >= 1, got {substeps}; set e.g. model.substeps=1")
         if not adjoint_weight >= 0:
             raise ConfigError(
                 f"model.adjoint_weight must be >= 0, got {adjoint_weight}; set e.g. model.adjoint_weight=0.01"
             )
-        check_positive("dt", dt, 1.0)
-        check_positive("rtol", rtol, 1e-3)
-        check_positive("atol", atol, 1e-4)
         self.sigma_w = float(sigma_w)
-        self.activation = activation
-        self.dt = float(dt)
-        self.solver = solver
-        self.substeps = int(substeps)
-        self.rtol = float(rtol)
-        self.atol = float(atol)
-        self.adjoint = bool(adjoint)
         self.adjoint_weight = float(adjoint_weight)
         self._penalty: Tensor | None = None
         n = self.hidden_size
@@ -151,25 +249,10 @@ class AntisymmetricODECell(StoredAntisymmetric, SequenceEncoder):
         nn.init.zeros_(self.input_proj.bias)
         self.init_antisymmetric(gamma, self.sigma_w)
 
-    def default_state(self, batch_size: int, like: Tensor) -> Tensor:
-        return like.new_zeros(batch_size, self.hidden_size)
-
     def solve(self, inputs: Tensor, x0: Tensor) -> Tensor:
-        """x(t_0 = 0), x(t_1), ..., x(t_T) (T + 1, B, n) from x0 (B, n) under the inputs u_1, ..., u_T (T, B, m)."""
-        steps = inputs.shape[0]
-        # Built in float64 then cast, so the grid, the jump times and the field's look-up agree to the last bit.
-        times = (torch.arange(steps + 1, dtype=torch.float64, device=x0.device) * self.dt).to(x0.dtype)
-        if self.solver in FIXED_GRID_SOLVERS:
-            options = {"perturb": True}
-            if self.substeps > 1:
-                options["grid_constructor"] = partial(_subdivided_grid, self.substeps)
-        else:
-            # Steps end exactly on every grid point (outputs are then solver steps, not interpolants): jumps of u
-            # inside, plain stops at both ends (the far end of an adjoint interval is t_{k-1}).
-            options = {"jump_t": times[1:-1], "step_t": times[[0, -1]]}
-        arguments = {"rtol": self.rtol, "atol": self.atol, "method": self.solver, "options": options}
+        times = self.grid(inputs.shape[0], x0)
         if not self.adjoint:
-            return odeint(self.vector_field(self.input_proj(inputs), times), x0, times, **arguments)
+            return self.integrate(self.vector_field(self.input_proj(inputs), times), x0, times, ())
         # The adjoint pass integrates one extra state per adjoint parameter: with V and b there, rather than the
         # (T, B, n) drive, each of its T solves stays O(B n + n²) instead of O(T B n).
         projection = (self.input_proj.weight, self.input_proj.bias)
@@ -177,25 +260,19 @@ class AntisymmetricODECell(StoredAntisymmetric, SequenceEncoder):
             self.recurrent_matrix(), inputs, times, ACTIVATIONS[self.activation][0], projection
         )
         parameters = (field.matrix, *projection, *((inputs,) if inputs.requires_grad else ()))
-        return odeint_adjoint(field, x0, times, adjoint_params=parameters, **arguments)
+        return self.integrate(field, x0, times, parameters)
 
     def vector_field(self, drive: Tensor, times: Tensor) -> PiecewiseConstantField:
         """f(t, x) for the drive V u_k + b (T, B, n) held over the grid `times` (T + 1)."""
         return PiecewiseConstantField(self.recurrent_matrix(), drive, times, ACTIVATIONS[self.activation][0])
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x0 = self.default_state(x.shape[0], x) if state is None else state
-        inputs = x.transpose(0, 1)
-        trajectory = self.solve(inputs, x0)
+        outputs, final = super().forward(x, state)
         if self.adjoint_weight > 0:
-            drive = self.input_proj(inputs)
-            self._penalty = self.adjoint_weight * self.jacobian_asymmetry(trajectory[:-1], drive).mean()
-        states = trajectory[1:]
-        return states.transpose(0, 1), states[-1]
-
-    def step(self, x_t: Tensor, state: Tensor) -> Tensor:
-        """x(dt) from x(0) = state under the constant input x_t."""
-        return self.solve(x_t.unsqueeze(0), state)[-1]
+            x0 = self.default_state(x.shape[0], x) if state is None else state
+            entering = torch.cat([x0.unsqueeze(1), outputs[:, :-1]], 1)
+            self._penalty = self.adjoint_weight * self.jacobian_asymmetry(entering, self.input_proj(x)).mean()
+        return outputs, final
 
     def jacobian_asymmetry(self, states: Tensor, drive: Tensor) -> Tensor:
         """‖J + Jᵀ‖²_F of the vector field at each state (..., n) under the matching drive (..., n)."""
