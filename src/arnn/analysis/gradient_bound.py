@@ -5,12 +5,15 @@ The two halves of (30) have different standing:
 
 - ‖dL/dθ‖ ≤ ∫ ‖y(t)‖ dt is the triangle inequality for an integral: it holds for every model.
 - ∫ ‖y(t)‖ dt = (t1 − t0)‖y(t1)‖ needs the notes' hypothesis that ‖y‖ is constant (y(t) = W_t y(t1), W_t
-  orthogonal). For the ODE-ARNN f = σ(M z + V u + b), M = W − Wᵀ − γI, read out at the last state (classifier),
-  a' = −a D M with D = diag σ'(M z + V u + b). With σ = tanh, D varies along the trajectory and ∂f/∂θ depends on z
-  and u: ‖y‖ is not constant and the equality fails (the bound is then an estimate, either way). With σ = identity
-  and γ = 0, a' = −a S, S = W − Wᵀ, so a(t) = a(t1) exp((t1 − t) S) keeps its norm; for θ = b (∂f/∂b = I),
-  y_b(t) = Σ_batch a(t)ᵀ = exp((t − t1) S) y_b(t1) is such an orthogonal flow and (30) holds with equality. Its
-  V and W parts, y_V = Σ a(t)ᵀ u(t)ᵀ and y_W (∝ z(t)), still vary.
+  orthogonal); without it (t1 − t0)‖y(t1)‖ is no bound at all (z' = θ u(t) with u = 0 near t1 and L = z(t1) has
+  y(t1) = 0 and dL/dθ = ∫ u dt ≠ 0).
+
+For the ODE-ARNN f = σ(M z + V u + b), M = W − Wᵀ − γI, read out at the last state (classifier), the adjoint obeys
+a' = −a D M with D = diag σ'(M z + V u + b). With σ = tanh, D varies along the trajectory and ∂f/∂θ depends on z
+and u: ‖y‖ is not constant, and (30) is only the triangle inequality. With σ = identity and γ = 0, a' = −a S,
+S = W − Wᵀ, so a(t) = a(t1) exp((t1 − t) S) keeps its norm; for θ = b (∂f/∂b = I) y_b(t) = Σ_batch a(t)ᵀ =
+exp((t − t1) S) y_b(t1) is such an orthogonal flow and (30) holds with equality. The V and W parts of the same
+model, y_V = Σ a(t)ᵀ u(t)ᵀ and y_W (from a(t)ᵀ z(t)ᵀ), still vary.
 
 The demo trains both (tanh, and identity with γ = 0) briefly on digits with Lightning — or takes a checkpoint
 written by `train.py` — and solves each trained model's own vector field with dopri5 at a tight tolerance, so the
@@ -34,6 +37,7 @@ from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure,
 from arnn.analysis.sensitivity import ProbedSolve, Sensitivity, piece_grid
 from arnn.analysis.state import replaced_encoder
 from arnn.cells.ode import AntisymmetricODECell
+from arnn.checkpoint import CONFIG_KEY, read_checkpoint
 from arnn.errors import UserError
 from arnn.lit.base import Batch, TaskModule
 
@@ -108,13 +112,24 @@ def train_briefly(overrides: list[str], epochs: int, batches: int) -> tuple[Task
     return module.eval(), datamodule
 
 
+def checkpoint_labels(paths: list[Path]) -> list[str]:
+    """ "<model> γ=<gamma> <activation>" per checkpoint, numbered when two would read the same."""
+    labels = [
+        f"{checkpoint_label(path)} {read_checkpoint(path)[CONFIG_KEY]['model'].get('activation', '')}".strip()
+        for path in paths
+    ]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} [{i}]" for i, label in enumerate(labels, 1)]
+    return labels
+
+
 def plot_bound(results: Mapping[str, Mapping[str, Sensitivity]]) -> Figure:
     """One panel per model: ‖y(t)‖ for θ = all and θ = b, with ‖y(t1)‖ dashed and both sides of (30) in the legend."""
     figure = new_figure(1, len(results), size=(5.5 * len(results), 4.0))
     for axes, (label, blocks) in zip(figure.axes, results.items(), strict=True):
         for (block, sensitivity), color in zip(blocks.items(), ("tab:blue", "tab:orange"), strict=False):
             s = sensitivity.summary()
-            legend = f"θ = {block}: ‖dL/dθ‖ {s['grad_norm']:.3g} ≤ ∫‖y‖ {s['integral_of_norm_y']:.3g}"
+            legend = f"θ = {block}: ‖dL/dθ‖ {s['grad_norm']:.3g} ≤ ∫‖y‖ {s['integral_of_norm']:.3g}"
             axes.semilogy(sensitivity.times.reshape(-1), sensitivity.norms.reshape(-1), color=color, label=legend)
             axes.axhline(
                 float(sensitivity.norms[-1, -1]),
@@ -151,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
 
     folder = analysis_dir("gradient_bound", args.out, args.checkpoint[0] if args.checkpoint else None)
     if args.checkpoint:
-        sources = {checkpoint_label(path): trained_model(path) for path in args.checkpoint}
+        sources = {
+            label: trained_model(path)
+            for label, path in zip(checkpoint_labels(args.checkpoint), args.checkpoint, strict=True)
+        }
     else:
         size = [f"model.hidden_size={args.hidden}", *args.override]
         sources = {
@@ -166,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, blocks in summary.items():
         for block, s in blocks.items():
             print(
-                f"{label}, θ = {block}: ‖dL/dθ‖ = {s['grad_norm']:.4g} ≤ ∫‖y‖dt = {s['integral_of_norm_y']:.4g}; "
+                f"{label}, θ = {block}: ‖dL/dθ‖ = {s['grad_norm']:.4g} ≤ ∫‖y‖dt = {s['integral_of_norm']:.4g}; "
                 f"(t1 − t0)‖y(t1)‖ = {s['endpoint_bound']:.4g}; ‖y‖ ∈ [{s['y_norm_min']:.3g}, {s['y_norm_max']:.3g}]"
             )
     rows = [

@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, values in summary.items():
         if isinstance(values, dict):
             print(
-                f"{name}: ‖dL/db‖ = {values['grad_norm']:.3g}, ‖∫y dt‖ = {values['integral_of_y_norm']:.3g}, "
-                f"∫‖y‖dt = {values['integral_of_norm_y']:.4g} = T‖y(T)‖ = {values['endpoint_bound']:.4g} "
+                f"{name}: ‖dL/db‖ = {values['grad_norm']:.3g}, ‖∫y dt‖ = {values['norm_of_integral']:.3g}, "
+                f"∫‖y‖dt = {values['integral_of_norm']:.4g} = T‖y(T)‖ = {values['endpoint_bound']:.4g} "
                 f"(‖y‖ spread {values['y_norm_relative_spread']:.2g}), ‖exp(TS/2) + I‖ = "
                 f"{values['half_period_flip_error']:.2g}"
             )

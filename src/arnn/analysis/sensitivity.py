@@ -60,19 +60,19 @@ class Sensitivity:
         return self.span * float(self.norms[-1, -1])
 
     def restricted(self, columns: slice) -> "Sensitivity":
-        """The same quantities for part of θ: the entries `columns` of the flattened θ (y's rows restrict alike)."""
+        """The same quantities for part of θ: the entries `columns` of the flattened θ, and y's matching columns."""
         return Sensitivity(self.times, self.y[..., columns], self.gradient[columns], self.loss)
 
     def summary(self) -> dict[str, float]:
         """Both sides of (30), the quadrature check ‖∫ y dt − dL/dθ‖ / ‖dL/dθ‖, and how far ‖y‖ is from constant."""
-        norms = self.norms
+        norms, integral = self.norms, self.integral()
         gradient_norm = float(self.gradient.norm())
         return {
             "loss": self.loss,
             "grad_norm": gradient_norm,
-            "integral_of_y_norm": float(self.integral().norm()),
-            "quadrature_relative_error": float((self.integral() - self.gradient).norm()) / max(gradient_norm, 1e-300),
-            "integral_of_norm_y": self.norm_integral(),
+            "norm_of_integral": float(integral.norm()),
+            "quadrature_relative_error": float((integral - self.gradient).norm()) / max(gradient_norm, 1e-300),
+            "integral_of_norm": self.norm_integral(),
             "endpoint_bound": self.endpoint_bound(),
             "y_norm_min": float(norms.min()),
             "y_norm_max": float(norms.max()),
