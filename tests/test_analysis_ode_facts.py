@@ -107,6 +107,12 @@ def test_gradient_bound_cli_reads_a_checkpoint_written_by_train(make_cfg, tmp_pa
     assert all(s["grad_norm"] <= s["integral_of_norm"] for s in summary[next(iter(summary))].values())
 
 
+def test_gradient_bound_with_a_missing_checkpoint_fails_before_making_its_folder(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        gradient_bound.main(["--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt")])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_gradient_bound_refuses_a_model_that_is_not_an_ode_arnn() -> None:
     module, datamodule = fresh_model(compose_config(["model=arnn", "model.hidden_size=4"]))
     with pytest.raises(UserError, match="model=ode_arnn"):

@@ -164,7 +164,6 @@ def main(argv: list[str] | None = None) -> None:
     if min(args.rtol, args.atol) <= 0:
         parser.error("--rtol and --atol must be > 0")
 
-    folder = analysis_dir("gradient_bound", args.out, args.checkpoint[0] if args.checkpoint else None)
     if args.checkpoint:
         sources = {
             label: trained_model(path)
@@ -193,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         for block, sensitivity in blocks.items()
         for t, norm in zip(sensitivity.times.reshape(-1), sensitivity.norms.reshape(-1), strict=True)
     ]
+    # Made once the checkpoints have loaded: a mistyped path leaves no empty analysis folder behind.
+    folder = analysis_dir("gradient_bound", args.out, args.checkpoint[0] if args.checkpoint else None)
     files = [
         write_csv(rows, folder / "gradient_bound.csv"),
         write_json(summary, folder / "gradient_bound.json"),
