@@ -30,14 +30,15 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"linear": lambda z: z, "ta
 
 
 def matrix_dynamics(kind: str, n: int, scale: float, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
-    """g with A' = g(A) for (n, n) matrices: `linear` G A, or `mlp` G₂ tanh(G₁ A + c) (c broadcast over columns)."""
+    """g with A' = g(A) for (n, n) matrices: `linear` G₁ A, or `mlp` G₂ tanh(G₁ A + c) (c broadcast over columns)."""
 
     def draw(*shape: int) -> Tensor:
         return scale * torch.randn(*shape, generator=generator, dtype=torch.float64) / n**0.5
 
-    first, second, offset = draw(n, n), draw(n, n), draw(n, 1)
+    first = draw(n, n)
     if kind == "linear":
         return lambda a: first @ a
+    second, offset = draw(n, n), draw(n, 1)
     return lambda a: second @ torch.tanh(first @ a + offset)
 
 
