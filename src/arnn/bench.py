@@ -82,7 +82,7 @@ BACKEND_MODELS = ("arnn", "arnn_gated", "ablation")
 NO_BACKEND = "-"
 TRAINING_BACKENDS = tuple(b for b in BACKENDS if b not in ("auto", "parallel"))
 BASELINE = ("rnn", NO_BACKEND)
-LINESTYLES = {"unrolled": "--", "fused": ":", "graph": "-."}
+LINESTYLES = {"eager": (0, (5, 1, 1, 1)), "unrolled": "--", "fused": ":", "graph": "-."}
 JACOBIAN_COPIES = 3
 """DEER's peak memory in (T, B, n, n) Jacobians: the Jacobians, the pair levels of the scan and their products
 (measured: 98 MiB at T=256, B=2, n=128, where one copy is 32 MiB)."""
@@ -361,10 +361,11 @@ def plot(results: list[Measurement], setting: Setting, axis: str, path: Path) ->
         if r.batch == setting.batch and getattr(r, fixed) == getattr(setting, fixed):
             series.setdefault((r.model, r.backend), []).append(r)
     colors = colormaps["tab20"]
-    for index, ((model, backend), points) in enumerate(series.items()):
+    models = list(dict.fromkeys(model for model, _ in series))  # one color per model, one line style per backend
+    for (model, backend), points in series.items():
         points.sort(key=lambda r: getattr(r, axis))
         label = model if backend == NO_BACKEND else f"{model} ({backend})"
-        style = {"color": colors(index % 20), "linestyle": LINESTYLES.get(backend, "-")}
+        style = {"color": colors(models.index(model) % 20), "linestyle": LINESTYLES.get(backend, "-")}
         if (model, backend) == BASELINE:
             style = {"color": "black", "linewidth": 2.5}
         ax.plot([getattr(r, axis) for r in points], [r.seconds for r in points], marker="o", label=label, **style)
