@@ -1,4 +1,5 @@
-"""The antisymmetric neural ODE of seed 001, solved by torchdiffeq between the input samples.
+"""ODE cells whose input is held constant between samples, solved by torchdiffeq (`PiecewiseConstantODECell`), and
+the antisymmetric neural ODE of seed 001:
 
     x'(t) = σ((W − Wᵀ − γI) x(t) + V u(t) + b),   u(t) = u_k for t ∈ [t_{k−1}, t_k), t_k = k·dt.
 
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from arnn.cells.antisymmetric import StoredAntisymmetric
-from arnn.cells.base import SequenceEncoder, State, check_positive
+from arnn.cells.base import SequenceEncoder, check_positive
 from arnn.errors import ConfigError
 
 # One-step methods only: a multistep method (the Adams family) carries derivatives from before a jump of u into
@@ -99,18 +100,6 @@ def _subdivided_grid(substeps: int, func: object, y0: Tensor, t: Tensor) -> Tens
     return torch.cat([inner.reshape(-1), t[-1:]])
 
 
-def _map(function: Callable[[Tensor], Tensor], y: State) -> State:
-    """function applied to a tensor, or to each tensor of a tuple."""
-    return function(y) if isinstance(y, Tensor) else tuple(function(part) for part in y)
-
-
-def _concatenate(pieces: list[State]) -> State:
-    """Solutions (k, ...) or tuples of them, joined along time."""
-    if isinstance(pieces[0], Tensor):
-        return torch.cat(pieces)
-    return tuple(torch.cat(parts) for parts in zip(*pieces, strict=True))
-
-
 class PiecewiseConstantODECell(SequenceEncoder):
     """An ODE cell x' = f(t, x) driven by u(t) = u_k on [(k−1)dt, k·dt): the outputs are x(t_1), ..., x(t_T) on the
     grid t_k = k·dt, solved by torchdiffeq in one pass over the grid (`step` solves one interval).
@@ -159,9 +148,9 @@ class PiecewiseConstantODECell(SequenceEncoder):
         return (torch.arange(steps + 1, dtype=torch.float64, device=like.device) * self.dt).to(like.dtype)
 
     def integrate(
-        self, field: Callable[[Tensor, State], State], y0: State, times: Tensor, adjoint_params: tuple[Tensor, ...]
-    ) -> State:
-        """The solution at every point of `times` (T + 1, ...) from y0, a tensor or a tuple of tensors.
+        self, field: Callable[[Tensor, Tensor], Tensor], y0: Tensor, times: Tensor, adjoint_params: tuple[Tensor, ...]
+    ) -> Tensor:
+        """The solution at every point of `times` (T + 1, ...) from y0.
 
         `adjoint_params` are the tensors the field depends on, for the adjoint pass (used when `adjoint` is on).
         """
@@ -184,9 +173,9 @@ class PiecewiseConstantODECell(SequenceEncoder):
         pieces, state = [], y0
         for start in range(0, len(times) - 1, CHUNK_INTERVALS):
             solution = odeint(field, state, times[start : start + CHUNK_INTERVALS + 1], options=options, **arguments)
-            pieces.append(solution if start == 0 else _map(lambda part: part[1:], solution))
-            state = _map(lambda part: part[-1], solution)
-        return _concatenate(pieces)
+            pieces.append(solution if start == 0 else solution[1:])
+            state = solution[-1]
+        return torch.cat(pieces)
 
     def default_state(self, batch_size: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch_size, self.hidden_size)
