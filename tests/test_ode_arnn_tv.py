@@ -42,8 +42,8 @@ def test_at_initialisation_a_and_b_stay_constant_and_the_cell_computes_ode_arnn(
 
 
 def test_with_linear_g_and_h_the_parameter_flow_is_their_matrix_exponential():
-    # Row-wise linear maps without bias: A' = A Gᵀ, b' = H b, so A(t) = A(0) exp(t Gᵀ) and b(t) = exp(t H) b(0).
-    cell = _cell(dt=0.5, solver="dopri5", rtol=1e-10, atol=1e-12)
+    # Row-wise linear maps without bias: A' = s A Gᵀ, b' = s H b, so A(t) = A(0) exp(s t Gᵀ), b(t) = exp(s t H) b(0).
+    cell = _cell(dt=0.5, flow_scale=0.5, solver="dopri5", rtol=1e-10, atol=1e-12)
     _set_flows(cell)
     with torch.no_grad():
         cell.g[0].bias.zero_()
@@ -54,14 +54,14 @@ def test_with_linear_g_and_h_the_parameter_flow_is_their_matrix_exponential():
         a0, b0 = cell.recurrent_operands()
         g, h = cell.g[0].weight, cell.h[0].weight
         for k in (1, 4, 8):
-            t = 0.5 * k
-            torch.testing.assert_close(a[k], a0 @ torch.linalg.matrix_exp(t * g.t()), rtol=0, atol=1e-8)
-            torch.testing.assert_close(b[k], torch.linalg.matrix_exp(t * h) @ b0, rtol=0, atol=1e-8)
+            st = 0.5 * 0.5 * k
+            torch.testing.assert_close(a[k], a0 @ torch.linalg.matrix_exp(st * g.t()), rtol=0, atol=1e-8)
+            torch.testing.assert_close(b[k], torch.linalg.matrix_exp(st * h) @ b0, rtol=0, atol=1e-8)
     assert (a[-1] - a[0]).abs().max() > 0.1  # the matrix does move
 
 
 def test_a_moving_a_changes_the_states():
-    cell = _cell(dt=0.3)
+    cell = _cell(dt=0.3, flow_scale=1.0)
     x = torch.randn(3, 20, 2, dtype=DOUBLE)
     constant, _ = cell(x)
     _set_flows(cell)
@@ -74,7 +74,8 @@ def test_adjoint_and_backpropagated_gradients_agree_and_reach_every_parameter():
     h0 = torch.randn(3, 5, dtype=DOUBLE, requires_grad=True)
     gradients = []
     for adjoint in (False, True):
-        options = {"g": "mlp", "h": "mlp", "flow_width": 3, "gamma": 0.1, "dt": 0.5, "adjoint": adjoint}
+        options = {"g": "mlp", "h": "mlp", "flow_width": 3, "flow_scale": 1.0, "gamma": 0.1, "dt": 0.5}
+        options["adjoint"] = adjoint
         cell = _cell(solver="dopri5", rtol=1e-10, atol=1e-12, **options)
         _set_flows(cell)
         outputs, _ = cell(x, h0)
@@ -92,6 +93,7 @@ def test_adjoint_and_backpropagated_gradients_agree_and_reach_every_parameter():
         ("h", "none"),
         ("flow_width", 0),
         ("flow_width", 2.5),
+        ("flow_scale", 0.0),
         ("dt", -0.1),
         ("solver", "rk45"),
         ("substeps", 0),
