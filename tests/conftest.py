@@ -145,3 +145,12 @@ def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 requires_shared_data = pytest.mark.skipif(
     not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason=f"real MNIST not present at {SHARED_DATA}/MNIST/raw"
 )
+
+
+@pytest.fixture
+def cpp_backend() -> None:
+    """Skip, giving the reason, where the `cpp` backend cannot be built (no C++ compiler); CI's machines have one."""
+    from arnn.backends import _cpp_probe
+
+    if (reason := _cpp_probe()) is not None:
+        pytest.skip(f"the cpp backend could not be built here: {reason}")

@@ -96,7 +96,9 @@ def test_ablation_recurrent_matrix_is_unstructured():
 # weight gradients, evaluated at those states, sum T·B such errors.
 @pytest.mark.parametrize(("backend", "tol"), [("eager", 1e-6), ("cpp", 1e-6), ("fused", 1e-6), ("parallel", 1e-4)])
 @pytest.mark.parametrize("cls", SCANNED)
-def test_backend_matches_unrolled_autograd_reference_in_float64(cls, backend, tol, monkeypatch):
+def test_backend_matches_unrolled_autograd_reference_in_float64(cls, backend, tol, monkeypatch, request):
+    if backend == "cpp":
+        request.getfixturevalue("cpp_backend")
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # the fused kernels run on CPU through Triton's interpreter
     torch.manual_seed(0)
     cell = cls(input_size=3, hidden_size=12, eps=0.3, sigma_w=2).double()
@@ -145,7 +147,9 @@ def _states_from_step(cell, projections, h):
 
 @pytest.mark.parametrize("backend", ["eager", "cpp"])
 @pytest.mark.parametrize("cls", SCANNED)
-def test_hand_written_gradient_passes_gradcheck(cls, backend):
+def test_hand_written_gradient_passes_gradcheck(cls, backend, request):
+    if backend == "cpp":
+        request.getfixturevalue("cpp_backend")
     cell = cls(input_size=2, hidden_size=4, eps=0.5, backend=backend).double()
     x = torch.randn(3, 6, 2, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda inputs: cell(inputs)[0], (x,))

@@ -34,6 +34,7 @@ def _values_and_grads(scan, inputs, eps=0.3):
 
 # float32: tanh p is 2σ(2p) − 1 here and torch.tanh in eager; they differ by a few ulps of 1 per step, so the
 # tolerance is relative to the largest entry.
+@pytest.mark.usefixtures("cpp_backend")
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 @pytest.mark.parametrize(("steps", "batch", "n"), [(1, 1, 1), (9, 5, 12), (40, 3, 33)])
 @pytest.mark.parametrize("kind", PAIRS)
@@ -44,12 +45,14 @@ def test_compiled_values_and_gradients_match_eager(kind, steps, batch, n, dtype,
         torch.testing.assert_close(fast, reference, rtol=tol, atol=tol * reference.abs().max().item())
 
 
+@pytest.mark.usefixtures("cpp_backend")
 @pytest.mark.parametrize("kind", PAIRS)
 def test_compiled_gradient_passes_gradcheck(kind):
     inputs = _inputs(kind, 6, 3, 4)
     assert torch.autograd.gradcheck(lambda *args: PAIRS[kind][0](*args, 0.5), inputs)
 
 
+@pytest.mark.usefixtures("cpp_backend")
 @pytest.mark.parametrize("kind", PAIRS)
 def test_pooled_buffers_are_reused_only_once_nothing_holds_them(kind):
     compiled, eager = PAIRS[kind]
@@ -68,6 +71,7 @@ def test_pooled_buffers_are_reused_only_once_nothing_holds_them(kind):
     torch.testing.assert_close(compiled(*first, 0.3), kept, rtol=0, atol=0)
 
 
+@pytest.mark.usefixtures("cpp_backend")
 def test_auto_picks_cpp_on_cpu_after_its_probe_passes():
     assert _cpp_probe.__wrapped__() is None
     assert resolve_backend("auto", "cpu", 128) == "cpp"
@@ -93,6 +97,7 @@ def test_cpp_on_a_gpu_is_a_config_error():
         resolve_backend("cpp", "cuda", 16)
 
 
+@pytest.mark.usefixtures("cpp_backend")
 @pytest.mark.parametrize("kind", PAIRS)
 def test_row_blocks_split_over_threads_give_the_single_thread_result(kind):
     compiled, eager = PAIRS[kind]
