@@ -165,11 +165,12 @@ class PiecewiseConstantODECell(SequenceEncoder):
                 options["grid_constructor"] = partial(_subdivided_grid, self.substeps)
         if self.adjoint:
             return odeint_adjoint(field, y0, times, adjoint_params=adjoint_params, options=options, **arguments)
-        if self.solver in ADAPTIVE_SOLVERS:  # one call, so that the step size carries over from sample to sample
-            return odeint(field, y0, times, options=options, **arguments)
         # torchdiffeq writes each output into one preallocated tensor (`solution[j] = y`), and the backward of each
         # write copies all of it: O(T²) for one call over T outputs. Calls over chunks of CHUNK_INTERVALS keep it
-        # O(T · CHUNK_INTERVALS); a fixed grid gives the same values either way.
+        # O(T · CHUNK_INTERVALS); a fixed grid gives the same values either way. Adaptive solvers keep one call (and
+        # the O(T²) copies), so that their step size carries over from sample to sample.
+        if self.solver in ADAPTIVE_SOLVERS:
+            return odeint(field, y0, times, options=options, **arguments)
         pieces, state = [], y0
         for start in range(0, len(times) - 1, CHUNK_INTERVALS):
             solution = odeint(field, state, times[start : start + CHUNK_INTERVALS + 1], options=options, **arguments)
