@@ -48,6 +48,8 @@ from arnn.cells.full_capacity import FullCapacityUnitaryCell
 from arnn.cells.kronecker import KroneckerRecurrentCell
 from arnn.cells.lipschitz import LipschitzRNNCell
 from arnn.cells.ode import AntisymmetricODECell
+from arnn.cells.ode_time_varying import TimeVaryingAntisymmetricODECell
+from arnn.cells.ode_to_ode import ODEToODECell
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
 from arnn.cells.oscillatory import CoupledOscillatorCell
 from arnn.cells.unitary import UnitaryRNNCell
@@ -72,6 +74,8 @@ ENCODERS: dict[str, Callable[..., SequenceEncoder]] = {
     "cornn": CoupledOscillatorCell,
     "lipschitz_rnn": LipschitzRNNCell,
     "ode_arnn": AntisymmetricODECell,
+    "ode_arnn_tv": TimeVaryingAntisymmetricODECell,
+    "odetoode": ODEToODECell,
 }
 # A forkserver child re-runs the main module as __mp_main__; under `python -m arnn.bench` that is this module,
 # already imported by the server (which makes the re-run cheap), and runpy warns about it in every child.
