@@ -5,6 +5,7 @@ Tolerances: every flow is solved by dopri5 in float64 at rtol 1e-10 / atol 1e-12
 (sensitivities); the asserted errors leave 2–3 orders of magnitude above what those solves reach."""
 
 import csv
+import importlib
 import json
 import math
 from pathlib import Path
@@ -107,9 +108,11 @@ def test_gradient_bound_cli_reads_a_checkpoint_written_by_train(make_cfg, tmp_pa
     assert all(s["grad_norm"] <= s["integral_of_norm"] for s in summary[next(iter(summary))].values())
 
 
-def test_gradient_bound_with_a_missing_checkpoint_fails_before_making_its_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("analysis", ["gradient_bound", "jacobian", "gradient_flow"])
+def test_analysis_of_a_missing_checkpoint_fails_before_making_its_folder(tmp_path: Path, analysis: str) -> None:
+    module = importlib.import_module(f"arnn.analysis.{analysis}")
     with pytest.raises(UserError, match="cannot read checkpoint"):
-        gradient_bound.main(["--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt")])
+        module.main(["--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt")])
     assert list(tmp_path.iterdir()) == []
 
 

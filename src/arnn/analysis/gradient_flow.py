@@ -89,12 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.batch < 1 or args.stride < 1:
         parser.error("--batch and --stride must be >= 1")
 
-    folder = analysis_dir("gradient_flow", args.out, args.checkpoint[0] if args.checkpoint else None)
     if args.checkpoint:
         sources = [(checkpoint_label(path), trained_model(path)) for path in args.checkpoint]
     else:
         configs = [(model, compose_config([f"model={model}", *args.override])) for model in args.models]
         sources = [(model_label(cfg, model), fresh_model(cfg)) for model, cfg in configs]
+    # Made only once the models loaded: a mistyped checkpoint path leaves no empty folder behind.
+    folder = analysis_dir("gradient_flow", args.out, args.checkpoint[0] if args.checkpoint else None)
     curves = {}
     for label, (module, datamodule) in sources:
         curves[label] = gradient_flow(module, input_batch(datamodule, args.batch), args.stride)

@@ -268,11 +268,12 @@ def main(argv: list[str] | None = None) -> None:
         rows = [{"label": label, **row} for label, runs in curves.items() for row in runs]
         figure = plot_training_curves(curves)
     else:
-        folder = analysis_dir("jacobian", args.out, args.checkpoint[0] if args.checkpoint else None)
         if args.checkpoint:
             rows = [_spectrum_row(checkpoint_label(path), *trained_model(path), args.batch) for path in args.checkpoint]
         else:
             rows = at_init(args.models, args.gammas, args.override, args.batch, args.eps)
         figure = plot_spectra(rows)
+        # Made only once the inputs loaded: a mistyped checkpoint path leaves no empty folder behind.
+        folder = analysis_dir("jacobian", args.out, args.checkpoint[0] if args.checkpoint else None)
     files = [write_csv(rows, folder / "jacobian.csv"), save_figure(figure, folder / "jacobian.png")]
     publish("jacobian", folder, files, args.wandb)
