@@ -1,6 +1,6 @@
 """The `cpp` backend: the A-RNN scans as compiled CPU loops (cpu_scan.cpp), built on first use.
 
-torch.utils.cpp_extension compiles cpu_scan.cpp once per machine and torch version (about a minute; later runs
+torch.utils.cpp_extension compiles cpu_scan.cpp once per machine and torch version (about 10 s on 2 cores; later runs
 load the cached library from ~/.cache/torch_extensions, or $TORCH_EXTENSIONS_DIR) and registers the ops as
 torch.ops.arnn_cpu.*. They reuse the eager backend's autograd wrapper, so only the two loops differ.
 """

@@ -1,6 +1,6 @@
 // The `cpp` backend: the A-RNN recurrences as compiled CPU loops (torch.ops.arnn_cpu.*).
 //
-// Same math and layout as antisymmetric_scan.py (u time-major, states are rows so M h is h Mᵀ), with three
+// Same math and layout as antisymmetric_scan.py (u time-major, states are rows so M h is h Mᵀ), with four
 // differences that make it faster than the Python loop and than nn.RNN(tanh):
 // - no interpreter between the steps: each step is one ATen GEMM plus fused elementwise loops;
 // - tanh p is computed as 2σ(2p) − 1: ATen's vectorized sigmoid costs a fraction of its tanh on CPU, and the
