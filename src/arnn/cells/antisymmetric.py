@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from arnn.backends import check_backend, resolve_backend, scans
 from arnn.backends.unrolled import unrolled
-from arnn.cells.base import SequenceEncoder, check_positive
+from arnn.cells.base import SequenceEncoder, check_positive, check_sigma_w, input_projection
 from arnn.errors import ConfigError
 
 
@@ -26,17 +26,14 @@ class _EulerCell(SequenceEncoder):
     ) -> None:
         super().__init__(input_size, hidden_size)
         check_positive("eps", eps, 0.01)
-        if not sigma_w >= 0:
-            raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
+        check_sigma_w(sigma_w)
         check_backend(backend)
         if backend != "auto":  # a forced backend that no device of this machine can run fails before training
             resolve_backend(backend, "cuda" if torch.cuda.is_available() else "cpu", self.hidden_size)
         self.eps = float(eps)
         self.sigma_w = float(sigma_w)
         self.backend = backend
-        self.input_proj = nn.Linear(self.input_size, self.gates * self.hidden_size)
-        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))  # V ~ N(0, 1/m)
-        nn.init.zeros_(self.input_proj.bias)
+        self.input_proj = input_projection(self.input_size, self.gates * self.hidden_size)
 
     def recurrent_matrix(self) -> Tensor:
         """M, the matrix applied to h_{t-1}."""

@@ -1,5 +1,6 @@
 """The contract every recurrent cell of arnn follows."""
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -15,6 +16,20 @@ def check_positive(name: str, value: float, example: float) -> None:
     """Reject a non-positive config value with the key to change."""
     if not value > 0:
         raise ConfigError(f"model.{name} must be > 0, got {value}; set e.g. model.{name}={example}")
+
+
+def check_sigma_w(sigma_w: float) -> None:
+    """Reject a negative (or NaN) σ_w, the scale of the random recurrent weights, with the key to change."""
+    if not sigma_w >= 0:
+        raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
+
+
+def input_projection(input_size: int, output_size: int) -> nn.Linear:
+    """V x + b with V ~ N(0, 1/m), m = input_size, and b = 0: the A-RNN paper's input initialisation."""
+    projection = nn.Linear(input_size, output_size)
+    nn.init.normal_(projection.weight, std=1 / math.sqrt(input_size))
+    nn.init.zeros_(projection.bias)
+    return projection
 
 
 class SequenceEncoder(nn.Module, ABC):

@@ -8,7 +8,6 @@ solver integrates the same vector field, and with σ = identity, b = 0 and no in
 orthogonal when γ = 0 (see `python -m arnn.analysis ode_norm`).
 """
 
-import math
 from abc import abstractmethod
 from collections.abc import Callable
 from functools import partial
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from arnn.cells.antisymmetric import StoredAntisymmetric
-from arnn.cells.base import SequenceEncoder, check_positive
+from arnn.cells.base import SequenceEncoder, check_positive, check_sigma_w, input_projection
 from arnn.errors import ConfigError
 
 # One-step methods only: a multistep method (the Adams family) carries derivatives from before a jump of u into
@@ -224,8 +223,7 @@ class AntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODECell):
         adjoint_weight: float = 0.0,
     ) -> None:
         super().__init__(input_size, hidden_size, activation, dt, solver, substeps, rtol, atol, adjoint)
-        if not sigma_w >= 0:
-            raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
+        check_sigma_w(sigma_w)
         if not adjoint_weight >= 0:
             raise ConfigError(
                 f"model.adjoint_weight must be >= 0, got {adjoint_weight}; set e.g. model.adjoint_weight=0.01"
@@ -234,9 +232,7 @@ class AntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODECell):
         self.adjoint_weight = float(adjoint_weight)
         self._penalty: Tensor | None = None
         n = self.hidden_size
-        self.input_proj = nn.Linear(self.input_size, n)
-        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))  # V ~ N(0, 1/m)
-        nn.init.zeros_(self.input_proj.bias)
+        self.input_proj = input_projection(self.input_size, n)
         self.init_antisymmetric(gamma, self.sigma_w)
 
     def solve(self, inputs: Tensor, x0: Tensor) -> Tensor:

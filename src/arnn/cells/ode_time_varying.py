@@ -5,13 +5,11 @@
 With g = h = 0 it is the antisymmetric ODE of `arnn.cells.ode` (A − Aᵀ = W − Wᵀ, b the input bias).
 """
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from arnn.cells.antisymmetric import StoredAntisymmetric
-from arnn.cells.base import check_positive
+from arnn.cells.base import check_positive, check_sigma_w, input_projection
 from arnn.cells.ode import ACTIVATIONS, PiecewiseConstantODECell, interval_of
 from arnn.errors import ConfigError
 
@@ -110,8 +108,7 @@ class TimeVaryingAntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODEC
         adjoint: bool = False,
     ) -> None:
         super().__init__(input_size, hidden_size, activation, dt, solver, substeps, rtol, atol, adjoint)
-        if not sigma_w >= 0:
-            raise ConfigError(f"model.sigma_w must be >= 0, got {sigma_w}; set e.g. model.sigma_w=1")
+        check_sigma_w(sigma_w)
         if int(flow_width) != flow_width or flow_width < 1:
             raise ConfigError(
                 f"model.flow_width must be an integer >= 1, got {flow_width}; set e.g. model.flow_width=16"
@@ -121,9 +118,7 @@ class TimeVaryingAntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODEC
         self.flow_width = int(flow_width)
         self.flow_scale = float(flow_scale)
         n = self.hidden_size
-        self.input_proj = nn.Linear(self.input_size, n)  # V, and b(0) as its bias
-        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))  # V ~ N(0, 1/m)
-        nn.init.zeros_(self.input_proj.bias)
+        self.input_proj = input_projection(self.input_size, n)  # V, and b(0) as its bias
         self.init_antisymmetric(gamma, self.sigma_w)
         self.g = parameter_map(g, n, self.flow_width, "g")
         self.h = parameter_map(h, n, self.flow_width, "h")

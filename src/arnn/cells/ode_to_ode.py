@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
+from arnn.cells.base import input_projection
 from arnn.cells.ode import ACTIVATIONS, FIXED_GRID_SOLVERS, PiecewiseConstantField, PiecewiseConstantODECell
 from arnn.errors import ConfigError
 
@@ -67,9 +68,7 @@ class ODEToODECell(PiecewiseConstantODECell):
                 f"got {solver!r}"
             )
         n = self.hidden_size
-        self.input_proj = nn.Linear(self.input_size, n)
-        nn.init.normal_(self.input_proj.weight, std=1 / math.sqrt(self.input_size))  # V ~ N(0, 1/m)
-        nn.init.zeros_(self.input_proj.bias)
+        self.input_proj = input_projection(self.input_size, n)
         # W(0) = exp(L − Lᵀ) from the stored lower triangle L, computed in the module's dtype (orthogonal to its
         # rounding error); `use_trivialization=False` keeps no base matrix, which would hold float32 rounding.
         self.initial = parametrizations.orthogonal(nn.Linear(n, n, bias=False), use_trivialization=False)
