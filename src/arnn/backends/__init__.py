@@ -85,15 +85,9 @@ def resolve_backend(
 
 @functools.cache
 def _cpp_probe() -> str | None:
-    """Build the `cpp` backend and run both its scans once against eager (states and gradients, float64, 3 steps):
-    None when they agree, else why not, also warned once (auto then runs eager)."""
-    try:
-        _compare(scans("cpp"), torch.device("cpu"), n=4, dtype=torch.float64, tol=1e-10)
-    except Exception as error:  # a missing compiler, a failed build or a mismatch: do not pick it
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
-        warnings.warn(f"model.backend=auto: the compiled CPU scan is unavailable ({reason}); using eager", stacklevel=2)
-        return reason
-    return None
+    """Build the `cpp` backend and check both its scans against eager (`_probe`; float64, 4 units): None when they
+    agree, else why not (auto then runs eager)."""
+    return _probe("cpp", torch.device("cpu"), 4, torch.float64, 1e-10, "the compiled CPU scan is unavailable")
 
 
 def _fused_unavailable(device: torch.device, hidden_size: int | None) -> str | None:
@@ -113,19 +107,22 @@ def _fused_unavailable(device: torch.device, hidden_size: int | None) -> str | N
 
 @functools.cache
 def _fused_probe(device: torch.device, n: int, dtype: torch.dtype) -> str | None:
-    """Run both fused scans once, at this hidden size and dtype of u, against eager on `device` (see `_compare`):
-    None when they agree, else why not, also warned once. A real call compiles and launches the very kernels the
-    model will use, so what this GPU cannot run (e.g. M beyond its shared memory) shows here."""
+    """Check both fused scans against eager at this hidden size and dtype of u (`_probe`): None when they agree,
+    else why not. A real call compiles and launches the very kernels the model will use, so what this GPU cannot run
+    (e.g. M beyond its shared memory) shows here."""
     tol = 1e-6 if dtype == torch.float64 else 1e-3 if dtype == torch.float32 else 3e-2  # TF32 / 16-bit u and states
+    failure = f"the fused Triton kernel failed its check on {device} for {n} units in {dtype}"
+    return _probe("fused", device, n, dtype, tol, failure)
+
+
+def _probe(backend: str, device: torch.device, n: int, dtype: torch.dtype, tol: float, failure: str) -> str | None:
+    """Run `backend`'s scans against eager (`_compare`): None when they agree, else the first line of what went wrong
+    (a failed build or launch, a mismatch), also warned once as `failure` so that `auto` says why it runs eager."""
     try:
-        _compare(scans("fused"), device, n, dtype, tol)
-    except Exception as error:  # any failure (compile, launch, mismatch) means: do not pick the kernel
+        _compare(scans(backend), device, n, dtype, tol)
+    except Exception as error:  # any failure means: do not pick this backend
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
-        warnings.warn(
-            f"model.backend=auto: the fused Triton kernel failed its check on {device} for {n} units in {dtype} "
-            f"({reason}); using eager",
-            stacklevel=2,
-        )
+        warnings.warn(f"model.backend=auto: {failure} ({reason}); using eager", stacklevel=3)
         return reason
     return None
 
