@@ -117,7 +117,7 @@ def test_jacobian_spectrum_callback_writes_csv_png_and_logs_during_training(make
     rows = read_csv(tmp_path / f"{SPECTRUM_FILE}.csv")
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2]  # at init, then after each epoch
     assert (tmp_path / f"{SPECTRUM_FILE}.png").stat().st_size > 0
-    logged = [row for row in read_csv(tmp_path / "csv" / "version_0" / "metrics.csv") if row["jacobian/eig_abs_mean"]]
+    logged = [row for row in read_csv(tmp_path / "csv" / "metrics.csv") if row["jacobian/eig_abs_mean"]]
     assert [float(row["jacobian/eig_abs_mean"]) for row in logged] == [float(row["mean"]) for row in rows]
 
     jacobian.main(["--runs", str(tmp_path), "--out", str(tmp_path / "overlay")])

@@ -1,5 +1,6 @@
 """A run killed with SIGKILL mid-epoch and started again with `resume=true` ends where an uninterrupted run ends."""
 
+import csv
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from arnn.checkpoint import AtomicCheckpointIO
 from arnn.errors import UserError
 from arnn.resume import resume_arguments
 from tests.conftest import ROOT, run_cli
+from tests.faults import KillAtStep, RecordFirstEpoch
 
 RUN = [
     "model.hidden_size=16",
@@ -71,6 +74,54 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
     again = run_cli(*command, "resume=true")  # a finished run is left as it is
     assert again.returncode == 0 and "nothing to resume" in again.stderr + again.stdout
     assert _metrics(killed) == got
+
+
+STEPS_PER_EPOCH = 20  # 1257 training digits in batches of 64
+
+
+@pytest.mark.slow
+def test_run_killed_after_its_best_epoch_resumes_from_its_latest_epoch_not_its_best(tmp_path):
+    # mode=min on val/acc makes the first epoch the best one, so every later epoch is past it.
+    run = [*RUN, "trainer.max_epochs=5", "callbacks.model_checkpoint.mode=min", "callbacks.early_stopping=null"]
+    uninterrupted = tmp_path / "uninterrupted"
+    assert run_cli(*run, f"hydra.run.dir={uninterrupted}").returncode == 0
+
+    killed = tmp_path / "killed"
+    epoch = 3
+    step = epoch * STEPS_PER_EPOCH + int(np.random.default_rng().integers(STEPS_PER_EPOCH))
+    kill = [f"+callbacks.kill._target_={KillAtStep.__module__}.KillAtStep", f"+callbacks.kill.step={step}"]
+    assert run_cli(*run, *kill, f"hydra.run.dir={killed}").returncode == -signal.SIGKILL
+    checkpoints = killed / "checkpoints"
+    (best,) = checkpoints.glob("epoch_*.ckpt")
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == epoch - 1
+    assert torch.load(best, weights_only=True)["epoch"] < epoch - 1
+    stale = checkpoints / ".epoch_002.ckpt.4194304.tmp"  # left by a writer killed mid-write (no such pid runs)
+    stale.write_bytes(b"")
+
+    first_epoch = tmp_path / "first_epoch"
+    record = [
+        f"+callbacks.first._target_={RecordFirstEpoch.__module__}.RecordFirstEpoch",
+        f"+callbacks.first.path={first_epoch}",
+    ]
+    resumed = run_cli(*run, *record, f"hydra.run.dir={killed}", "resume=true")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert first_epoch.read_text() == str(epoch)
+    assert not stale.exists()
+    assert _metrics(killed) == pytest.approx(_metrics(uninterrupted), rel=1e-6, abs=1e-7)
+    assert sorted(path.name for path in (killed / "csv").iterdir()) == ["hparams.yaml", "metrics.csv"]
+    got, expected = _csv_rows(killed), _csv_rows(uninterrupted)
+    assert [row["step"] for row in got] == [row["step"] for row in expected]
+    for row, reference in zip(got, expected, strict=True):
+        assert row.keys() == reference.keys()
+        assert [float(row[key] or "nan") for key in row] == pytest.approx(
+            [float(reference[key] or "nan") for key in reference], rel=1e-6, abs=1e-7, nan_ok=True
+        )
+
+
+def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def test_atomic_save_leaves_the_previous_checkpoint_when_writing_fails(tmp_path, monkeypatch):

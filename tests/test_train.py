@@ -36,7 +36,7 @@ QUICK_KEYS = {
 
 
 def _logged_metric_names(output_dir: Path) -> set[str]:
-    (metrics_file,) = output_dir.glob("csv/version_*/metrics.csv")
+    (metrics_file,) = output_dir.glob("csv/metrics.csv")
     with metrics_file.open() as handle:
         return set(next(csv.reader(handle)))
 

@@ -92,6 +92,28 @@ def check_fits(path: str | Path, module: pl.LightningModule) -> dict[str, Any]:
     return checkpoint
 
 
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files `AtomicCheckpointIO` leaves in `directory` when a process is killed mid-write (their
+    writer's pid is no longer running); returns the files removed."""
+    removed = []
+    for path in Path(directory).glob(".*.ckpt.*.tmp"):
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _running(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file beside the target, flushed to disk, then renamed over it, so a kill
     mid-write leaves the previous file intact; read back with weights-only loading.

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits
+from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits, remove_stale_temporaries
 from arnn.ddp import check_rank_launch
 from arnn.errors import ConfigError, DivergedError
 from arnn.nan_guard import TrainingDiverged, likely_causes
@@ -62,9 +62,17 @@ def start_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
+def checkpoint_path(trainer: pl.Trainer, monitored: bool) -> str:
+    """The best-validation checkpoint (`monitored`) or the latest epoch's, as saved so far; "" when none."""
+    for callback in trainer.checkpoint_callbacks:
+        if (callback.monitor is not None) == monitored and callback.best_model_path:
+            return callback.best_model_path
+    return ""
+
+
 def diverged(error: TrainingDiverged, cfg: DictConfig, trainer: pl.Trainer) -> DivergedError:
     """One line for a run stopped by the NaN guard: the step, the loss, the likely cause, the checkpoint kept."""
-    last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+    last = checkpoint_path(trainer, monitored=False)
     kept = f"last good checkpoint kept: {last}" if last else "no checkpoint was saved before it"
     return DivergedError(f"training diverged: {error}; likely cause: {likely_causes(cfg)}; {kept}")
 
@@ -98,6 +106,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             raise
         raise ConfigError(f"trainer: {error.__cause__}; check the trainer group (e.g. trainer=default)") from error
     check_rank_launch(trainer)
+    if trainer.is_global_zero:
+        for path in remove_stale_temporaries(Path(cfg.paths.output_dir) / LAST_CHECKPOINT.parent):
+            log.info("Removed %s, left by a checkpoint write that was killed", path)
     for logger in loggers:
         logger.log_hyperparams(flat_hyperparameters(config))
 
@@ -107,7 +118,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         except TrainingDiverged as error:
             raise diverged(error, cfg, trainer) from error
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = checkpoint_path(trainer, monitored=True)
         if not best:
             log.warning("No best-validation checkpoint was saved; testing the final weights instead.")
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
