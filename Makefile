@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test bench sync clean
+.PHONY: install train test bench sync clean row
 
 install: $(STAMP)
 
@@ -21,6 +21,17 @@ test: install
 
 bench: install
 	$(PY) -m arnn.bench $(ARGS)
+
+# A full-scale table row in the background, continued where it stopped when run again (after a kill, or on a new
+# machine with results/ checked out): make row ROW=paper_pmnist_arnn DATA=<folder holding MNIST/raw> THREADS=1
+ROW ?= paper_pmnist_arnn
+DATA ?= data
+THREADS ?= 1
+row: install
+	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) nohup $(PY) train.py experiment=$(ROW) \
+		data.data_dir=$(DATA) logger=csv resume=true hydra.run.dir=results/$(ROW) \
+		callbacks.rich_progress_bar=null +trainer.enable_progress_bar=false $(ARGS) >> results/$(ROW).out 2>&1 &
+	@echo "started $(ROW) in the background: log results/$(ROW)/$(ROW).log, epochs results/$(ROW)/csv/metrics.csv"
 
 # Uploads the offline W&B runs under outputs/ (after `wandb login`); runs synced before are skipped.
 sync: install

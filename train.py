@@ -5,6 +5,8 @@ one line `error: ...` and a non-zero exit: the command line is checked before Hy
 the composed config before anything is built (`arnn.schema`).
 """
 
+import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,10 +23,29 @@ CONF_DIR = Path(__file__).parent / "conf"
 CONFIG_NAME = "train"
 
 
+def log_to_file(message: str) -> None:
+    """`message` into the job's log file only (stderr gets it from sys.exit), so a failed job's log says why."""
+    record = logging.LogRecord(__name__, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def existing_run_dir(arguments: list[str]) -> Path | None:
+    """The `hydra.run.dir` given on the command line when it exists already (an earlier run, or resume=true)."""
+    given = [argument.partition("=")[2] for argument in arguments if argument.startswith("hydra.run.dir=")]
+    return Path(given[-1]).absolute() if given and Path(given[-1]).exists() else None
+
+
+EARLIER_RUN_DIR: Path | None = None
+"""Set before Hydra starts: a run directory that held files before this command, which a config error keeps."""
+
+
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path="conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
-    """Run one job and return the metric a sweeper optimises; user mistakes end in one line and exit 1, except a
-    diverged job of a sweep, which is reported and scored NaN so the other settings still run."""
+    """Run one job and return the metric a sweeper optimises; user mistakes end in one line (also written to the
+    job's log) and exit 1, except a diverged job of a sweep, which is reported and scored NaN so the other settings
+    still run. A config error of a single run removes the run directory Hydra made for it."""
     # Imported here so that a mistake on the command line is reported before torch loads (seconds).
     from arnn.train import train
 
@@ -34,10 +55,18 @@ def main(cfg: DictConfig) -> float | None:
         user_error = find_user_error(error)
         if user_error is None:
             raise
-        if isinstance(user_error, DivergedError) and HydraConfig.get().mode == RunMode.MULTIRUN:
-            print(f"error: {user_error}; the sweep goes on", file=sys.stderr)
+        message = f"error: {user_error}"
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        diverged = isinstance(user_error, DivergedError)
+        if multirun or diverged:
+            log_to_file(message)
+        if multirun and diverged:
+            print(f"{message}; the sweep goes on", file=sys.stderr)
             return float("nan")
-        sys.exit(f"error: {user_error}")
+        if not (multirun or diverged) and Path(cfg.paths.output_dir).absolute() != EARLIER_RUN_DIR:
+            logging.shutdown()  # closes the log file inside the directory
+            shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)
+        sys.exit(message)
     return metrics.get(cfg.optimized_metric)
 
 
@@ -48,4 +77,5 @@ if __name__ == "__main__":
         sys.argv[1:] = resume_arguments(sys.argv[1:], CONF_DIR)
     except UserError as error:
         sys.exit(f"error: {error}")
+    EARLIER_RUN_DIR = existing_run_dir(sys.argv[1:])
     main()

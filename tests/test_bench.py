@@ -9,6 +9,7 @@ import torch
 from matplotlib.image import imread
 
 from arnn import bench
+from arnn.epoch_time import PHASES, time_epoch
 
 MODELS = "rnn,arnn,arnn_gated,exprnn"
 STEPS, HIDDEN = 12, 8
@@ -100,7 +101,8 @@ def test_bench_plots_time_against_t_and_n(bench_run):
         (["--models", "arnn,transformer"], "unknown model(s) transformer"),
         (["--backends", "eager,cudnn"], "unknown backend(s) cudnn"),
         (["--parallel-methods", "newton"], "unknown parallel method(s) newton"),
-        (["--sweep-steps", "10,x"], "expected comma-separated integers"),
+        (["--sweep-steps", "10,x"], "expected comma-separated positive integers"),
+        (["--repeats", "0"], "argument --repeats: expected a positive integer"),
     ],
 )
 def test_bench_rejects_unknown_names_with_a_usage_error(args, message, capsys):
@@ -151,3 +153,32 @@ def test_each_cells_recurrent_map_runs_once_per_forward_whatever_the_length(mode
         calls.clear()
         encoder(torch.randn(2, steps, 2))
         assert len(calls) == 1, f"T={steps}"
+
+
+TINY_EPOCH = ["model.hidden_size=8", "logger=csv", "callbacks.rich_progress_bar=null", "data.batch_size=32"]
+
+
+def test_an_epochs_phases_add_up_to_it_and_the_floor_counts_every_batch():
+    timing = time_epoch(TINY_EPOCH, batches=3, threads=1, repeats=1)
+
+    assert timing.timed_batches == 3 and timing.batch_size == 32
+    assert (timing.train_batches, timing.val_batches) == (40, 6)  # digits: 1 257 training, 180 validation images
+    assert set(timing.phases) == set(PHASES) and all(seconds >= 0 for seconds in timing.phases.values())
+    assert timing.epoch_s == pytest.approx(sum(timing.phases.values()))
+    assert timing.phases["forward"] > 0 and timing.forward_backward_s > timing.forward_s > 0
+    assert timing.floor_s == pytest.approx(40 * timing.forward_backward_s + 6 * timing.forward_s)
+    assert timing.ratio == pytest.approx(timing.epoch_s / timing.floor_s)
+
+
+@pytest.mark.slow
+def test_bench_epoch_writes_a_row_per_thread_count(tmp_path, capsys):
+    bench.main(
+        ["--epoch", "--epoch-config", " ".join(TINY_EPOCH), "--epoch-batches", "2", "--epoch-threads", "1,2"]
+        + ["--out", str(tmp_path)]
+    )
+
+    with (tmp_path / "epoch.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["threads"] for row in rows] == ["1", "2"]
+    assert all(float(row["ratio"]) == pytest.approx(float(row["epoch_s"]) / float(row["floor_s"])) for row in rows)
+    assert (tmp_path / "epoch.md").read_text() in capsys.readouterr().out

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from arnn.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
+from arnn.report import write_report
 from tests.conftest import run_cli
 
 DIVERGING = ["model=lipschitz_rnn", "model.hidden_size=16", "model.eps=10"]
@@ -106,3 +107,10 @@ def test_a_diverging_job_of_a_sweep_is_reported_and_the_sweep_goes_on(tmp_path):
         "error: training diverged: loss not finite at step 0" in result.stderr and "the sweep goes on" in result.stderr
     )
     assert not (tmp_path / "0" / "metrics.json").exists() and (tmp_path / "1" / "metrics.json").exists()
+    error_line = next(line for line in result.stderr.splitlines() if line.startswith("error: training diverged"))
+    assert error_line.removesuffix("; the sweep goes on") in (tmp_path / "0" / "train.log").read_text()
+
+    text, _ = write_report(tmp_path, tmp_path / "report")
+    assert "1 finished jobs, 1 failed or unfinished; varying: model.eps" in text
+    failed_row = next(line for line in text.splitlines() if line.startswith("| 0 | 10 | training diverged: loss not"))
+    assert "likely cause: model.eps=10 is large" in failed_row

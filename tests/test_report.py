@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from arnn import report
 from arnn.analysis import sysid_units
 from arnn.errors import UserError
-from arnn.report import Job, load_jobs, write_report
+from arnn.report import FailedJob, Job, load_jobs, write_report
 from tests.conftest import FAST, ROOT, run_cli
 
 SHORT = ["model.hidden_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
@@ -97,6 +97,20 @@ def test_report_skips_an_unfinished_job_with_a_warning(gamma_eps_sweep, tmp_path
     counts = {(row["model.gamma"], row["model.eps"]): row["n"] for row in summary}
     assert counts.pop((unfinished["model.gamma"], unfinished["model.eps"])) == "1"
     assert set(counts.values()) == {"2"} and tmp_path / "report" / "best_val.png" in paths
+
+
+def test_heatmap_marks_a_setting_whose_jobs_all_failed_and_counts_failures_beside_a_mean(tmp_path):
+    summary = [
+        {"model.gamma": "0.01", "model.eps": "0.1", "best_val_mean": 0.8, "val_metric": "val/acc_best"},
+        {"model.gamma": "0.1", "model.eps": "0.1", "best_val_mean": 0.7, "val_metric": "val/acc_best"},
+    ]
+    failed = [
+        FailedJob(2, tmp_path, {"model.gamma": "0.01", "model.eps": "10"}, "training diverged"),
+        FailedJob(3, tmp_path, {"model.gamma": "0.1", "model.eps": "0.1", "seed": "2"}, "training diverged"),
+    ]
+    figure = report.plot_heatmap(summary, "model.eps", "model.gamma", [], failed)
+    texts = {text.get_text() for text in figure.axes[0].texts}
+    assert texts == {"0.800", "0.700\n(1 failed)", "failed"}
 
 
 @pytest.mark.slow

@@ -54,7 +54,15 @@ def test_wandb_with_a_key_and_no_network_trains_offline_after_one_warning(tmp_pa
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
 
 
-def test_wandb_init_that_times_out_falls_back_to_offline(tmp_path, monkeypatch, caplog, silent_server):
+@pytest.fixture
+def fresh_wandb():
+    """W&B reads its environment once per process, at its first init: start from no earlier test's settings."""
+    wandb.teardown()
+    yield
+    wandb.teardown()
+
+
+def test_wandb_init_that_times_out_falls_back_to_offline(tmp_path, monkeypatch, caplog, silent_server, fresh_wandb):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_BASE_URL", silent_server)
     monkeypatch.setenv("WANDB_SILENT", "true")

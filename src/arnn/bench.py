@@ -53,7 +53,11 @@ from arnn.cells.ode_to_ode import ODEToODECell
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
 from arnn.cells.oscillatory import CoupledOscillatorCell
 from arnn.cells.unitary import UnitaryRNNCell
+from arnn.epoch_time import epoch_table, time_epoch
 from arnn.errors import ConfigError
+
+EPOCH_CONFIG = ("experiment=paper_pmnist_arnn", "logger=csv", "callbacks.rich_progress_bar=null")
+"""The epoch `--epoch` times by default: the full pMNIST row as its long run is started."""
 
 ENCODERS: dict[str, Callable[..., SequenceEncoder]] = {
     "arnn": AntisymmetricCell,
@@ -414,20 +418,43 @@ def _comma_list(text: str) -> list[str]:
     return [item for item in text.split(",") if item]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     try:
-        return [int(item) for item in _comma_list(text)]
+        values = [int(item) for item in _comma_list(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m arnn.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=784)
-    parser.add_argument("--inputs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=_positive_int, default=128)
+    parser.add_argument("--hidden", type=_positive_int, default=128)
+    parser.add_argument("--steps", type=_positive_int, default=784)
+    parser.add_argument("--inputs", type=_positive_int, default=1)
+    parser.add_argument("--repeats", type=_positive_int, default=3)
     parser.add_argument("--models", default=",".join(ENCODERS), help=f"comma-separated, from {', '.join(ENCODERS)}")
     parser.add_argument(
         "--backends",
@@ -439,12 +466,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep-hidden", type=_int_list, default="32,64,128,256", help="N values for time_vs_N.png")
     parser.add_argument("--parallel-steps", type=_int_list, default="784,4096", help="T of the inference runs")
     parser.add_argument("--parallel-methods", default=",".join(METHODS), help=f"from {', '.join(METHODS)}")
-    parser.add_argument("--parallel-batch", type=int, default=4, help="B of the inference runs (a latency case)")
     parser.add_argument(
-        "--parallel-memory-gib", type=float, default=2.0, help="DEER's batch is cut so its Jacobians fit in this"
+        "--parallel-batch", type=_positive_int, default=4, help="B of the inference runs (a latency case)"
+    )
+    parser.add_argument(
+        "--parallel-memory-gib",
+        type=_positive_float,
+        default=2.0,
+        help="DEER's batch is cut so its Jacobians fit in this",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
@@ -453,6 +487,20 @@ def _parser() -> argparse.ArgumentParser:
         "on an idle one)",
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/bench/<date>_<time>)")
+    parser.add_argument(
+        "--epoch",
+        action="store_true",
+        help="instead: time one training epoch of --epoch-config, phase by phase, against its kernel floor",
+    )
+    parser.add_argument(
+        "--epoch-config",
+        default=" ".join(EPOCH_CONFIG),
+        help="train.py overrides of the timed epoch, space-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epoch-batches", type=_positive_int, default=50, help="training (and validation) batches timed, then scaled"
+    )
+    parser.add_argument("--epoch-threads", type=_int_list, default="1,2", help="CPU thread counts to time it at")
     return parser
 
 
@@ -476,9 +524,31 @@ def _backends(parser: argparse.ArgumentParser, requested: str | None, device: st
     return usable
 
 
+def epoch_main(args: argparse.Namespace) -> None:
+    """`--epoch`: one training epoch per thread count, each in a fresh process, as a table and CSV."""
+    overrides = args.epoch_config.split()
+    results = []
+    for threads in args.epoch_threads:
+        results.append(_in_fresh_process(time_epoch, overrides, args.epoch_batches, threads))
+        _progress(f"{threads} thread(s): epoch {results[-1].epoch_s:.1f} s, ratio to the floor {results[-1].ratio:.2f}")
+    folder = analysis_dir("bench", args.out or Path("outputs/bench") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    report = hardware("cpu", max(args.epoch_threads)) + "\n\n" + epoch_table(results) + "\n"
+    (folder / "epoch.md").write_text(report)
+    rows = [
+        {"threads": r.threads, **r.phases, "epoch_s": r.epoch_s, "floor_s": r.floor_s, "ratio": r.ratio}
+        for r in results
+    ]
+    write_csv(rows, folder / "epoch.csv")
+    print(report)
+    print(f"wrote {folder}/: epoch.md, epoch.csv")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.epoch:
+        epoch_main(args)
+        return
     models = _comma_list(args.models)
     if unknown := [m for m in models if m not in ENCODERS]:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(ENCODERS)}")

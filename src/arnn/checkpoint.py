@@ -36,15 +36,22 @@ class ConfigInCheckpoint(pl.Callback):
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at `path` (weights-only loading, CPU), checked to carry its run config."""
+    """The checkpoint at `path` (weights-only loading, CPU), checked to be a checkpoint that carries its run config."""
+    fix = "pass a .ckpt file written by arnn"
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         reason = "not a checkpoint, or it holds objects that weights-only loading refuses"
-        raise UserError(f"cannot read checkpoint {path}: {reason}; pass a .ckpt file written by arnn") from error
+        raise UserError(f"cannot read checkpoint {path}: {reason}; {fix}") from error
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise UserError(f"cannot read checkpoint {path}: {error.strerror}; {fix}") from error
     except (OSError, RuntimeError, EOFError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"cannot read checkpoint {path}: {reason}; pass a .ckpt file written by arnn") from error
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = f"the file is truncated or corrupt ({detail})"
+        raise UserError(f"cannot read checkpoint {path}: {reason}; {fix}, e.g. an earlier epoch's") from error
+    if not isinstance(checkpoint, dict):
+        kind = type(checkpoint).__name__
+        raise UserError(f"cannot read checkpoint {path}: it holds an object of type {kind}, not a checkpoint; {fix}")
     if CONFIG_KEY not in checkpoint:
         raise UserError(f"checkpoint {path} has no {CONFIG_KEY}; it was not written by arnn's train")
     return checkpoint
@@ -88,6 +95,11 @@ def check_fits(path: str | Path, module: pl.LightningModule) -> dict[str, Any]:
         raise UserError(
             f"checkpoint {path} does not fit this model ({problem}); it was written by {written_by}: "
             "train with the same model settings, or drop ckpt_path / resume"
+        )
+    if broken := [name for name, tensor in checkpoint["state_dict"].items() if not tensor.isfinite().all()]:
+        raise UserError(
+            f"checkpoint {path} holds non-finite weights ({', '.join(broken[:3])}); it was saved after training "
+            "diverged: start from an earlier epoch's checkpoint, or drop ckpt_path / resume"
         )
     return checkpoint
 

@@ -9,6 +9,7 @@ directory must be creatable.
 
 import difflib
 import os
+import tempfile
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 HYDRA_VERSION_BASE = "1.3"
@@ -35,6 +36,9 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
     args = get_args_parser().parse_args(arguments)
     if args.config_path or args.config_dir:
         return None  # configs from elsewhere: Hydra reports their errors itself
+    if args.multirun and (args.cfg or args.info):
+        flag = f"--cfg {args.cfg}" if args.cfg else "--info"
+        return f"-m cannot be combined with {flag}; drop -m to show one job's config (sweep values: give one of each)"
     try:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except OverrideParseException as error:
@@ -51,10 +55,10 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
             return _composition_error(error, overrides)
         if message := _sweep_error(sweeps, cfg, loader):
             return message
-    if _runs_jobs(args):
-        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the directory's interpolation
-        return _output_dir_error(cfg, args.multirun)
-    return None
+    if not _runs_jobs(args):
+        return None
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the directory's interpolation
+    return _output_dir_error(cfg, args.multirun) or _value_error(cfg, args.multirun)
 
 
 def _syntax_error(error: OverrideParseException) -> str:
@@ -133,17 +137,43 @@ def _runs_jobs(args: Namespace) -> bool:
     return not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion)
 
 
+def _value_error(cfg: DictConfig, multirun: bool) -> str | None:
+    """The job's config checked by `arnn.schema` (types, ranges) here, so that a bad value writes no run directory;
+    the values of a sweep are checked in each job."""
+    from arnn.errors import ConfigError
+    from arnn.schema import validate
+    from arnn.wandb_mode import register_resolver
+
+    register_resolver()
+    job = cfg.copy()
+    with read_write(job), open_dict(job):
+        # where Hydra will put the job (a sweep's jobs go below this), then the job's own keys alone
+        job.paths.output_dir = OmegaConf.select(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+        del job["hydra"]
+    try:
+        validate(job)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why no folder can be created in `folder` (tried, since permissions do not tell for /proc or /sys), or None."""
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".arnn-write-check-"))
+    except OSError as error:
+        return f"{folder} is not writable ({error.strerror})"
+    return None
+
+
 def _output_dir_error(cfg: DictConfig, multirun: bool) -> str | None:
     """Hydra creates the run (or sweep) directory with its parents: the closest existing one must be a
     writable folder."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     directory = Path(OmegaConf.select(cfg, key)).absolute()
     existing = next(path for path in (directory, *directory.parents) if path.exists())
-    if not existing.is_dir():
-        reason = f"{existing} is a file"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        reason = f"{existing} is not writable"
-    else:
+    reason = f"{existing} is a file" if not existing.is_dir() else _unwritable(existing)
+    if reason is None:
         return None
     return (
         f"cannot create the output directory {directory}: {reason}; set {key} (or paths.log_dir) to a writable folder"

@@ -64,6 +64,27 @@ class Job:
         return self.metrics.get(self.test_metric, math.nan)
 
 
+@dataclass(frozen=True)
+class FailedJob:
+    """A job of a multirun without metrics.json, with the `error:` line its log ends with (or why there is none)."""
+
+    number: int
+    folder: Path
+    overrides: dict[str, str]
+    error: str
+
+
+def job_error(folder: Path) -> str:
+    """The last `error: ...` line of a job's log (train.py writes it there), else that the job has not finished."""
+    errors = [
+        line.split("error: ", 1)[1].strip()
+        for log_file in sorted(folder.glob("*.log"))
+        for line in log_file.read_text(errors="replace").splitlines()
+        if "error: " in line
+    ]
+    return errors[-1] if errors else "unfinished (no error in its log: still running, or killed)"
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     """`["model.eps=0.1", "+paper.x=1"]` → `{"model.eps": "0.1", "paper.x": "1"}` (append prefixes dropped)."""
     overrides = {}
@@ -89,7 +110,7 @@ def load_jobs(folder: Path) -> list[Job]:
     jobs = []
     for path in job_dirs:
         if not (path / METRICS_FILE).is_file():
-            log.warning("warning: skipping job %s: no %s (unfinished or failed; see its log)", path.name, METRICS_FILE)
+            log.warning("warning: skipping job %s: no %s: %s", path.name, METRICS_FILE, job_error(path))
             continue
         record = json.loads((path / METRICS_FILE).read_text())
         hydra = OmegaConf.load(path / ".hydra" / "hydra.yaml").hydra
@@ -105,11 +126,26 @@ def load_jobs(folder: Path) -> list[Job]:
             )
         )
     if not jobs:
-        raise UserError(f"no finished jobs in {folder} (no <job>/{METRICS_FILE}); wait for the sweep or check its logs")
+        first = next(iter(load_failed_jobs(folder)), None)
+        why = f"; job {first.number}: {first.error}" if first else ""
+        raise UserError(f"no finished jobs in {folder} (no <job>/{METRICS_FILE}){why}; wait for the sweep or fix it")
     return jobs
 
 
-def varying_keys(jobs: Sequence[Job]) -> list[str]:
+def load_failed_jobs(folder: Path) -> list[FailedJob]:
+    """The jobs of a multirun folder that have no metrics.json, with their errors, by job number."""
+    return [
+        FailedJob(
+            int(path.name), path, parse_overrides(OmegaConf.load(path / ".hydra" / "overrides.yaml")), job_error(path)
+        )
+        for path in sorted(Path(folder).iterdir(), key=lambda path: (len(path.name), path.name))
+        if path.name.isdigit()
+        and (path / ".hydra" / "overrides.yaml").is_file()
+        and not (path / METRICS_FILE).is_file()
+    ]
+
+
+def varying_keys(jobs: Sequence[Job | FailedJob]) -> list[str]:
     """Override keys whose value differs between jobs (absent counts as a value), in command-line order."""
     keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
     return [key for key in keys if len({job.overrides.get(key) for job in jobs}) > 1]
@@ -231,8 +267,10 @@ def report_markdown(
     summary: Sequence[dict[str, Any]],
     papers: Sequence[dict[str, Any]],
     figure: str,
+    failed: Sequence[FailedJob] = (),
 ) -> str:
-    """report.md: the sweep, its per-setting table (mean ± std over replicates), ours vs the paper, the figure."""
+    """report.md: the sweep, its per-setting table (mean ± std over replicates), ours vs the paper, the jobs that
+    failed with their errors, the figure."""
     val_metric, test_metric = summary[0]["val_metric"], summary[0]["test_metric"]
     mixed = any(row["val_metric"] != val_metric or row["test_metric"] != test_metric for row in summary)
     header = [*keys, "n", "best val" if mixed else val_metric, "test" if mixed else test_metric]
@@ -249,7 +287,7 @@ def report_markdown(
     lines = [
         f"# Sweep report: {folder}",
         "",
-        f"{len(jobs)} finished jobs; varying: {', '.join(keys) or 'nothing'}; "
+        f"{len(jobs)} finished jobs, {len(failed)} failed or unfinished; varying: {', '.join(keys) or 'nothing'}; "
         f"mean ± std (sample) over {', '.join(replicated) or 'the jobs of a setting'}, n per row. "
         "Test numbers are the best-validation checkpoint's.",
         "",
@@ -276,15 +314,34 @@ def report_markdown(
         lines.append(markdown_table(paper_header, paper_body))
     else:
         lines.append("No job's config has a `paper:` number for its dataset.")
+    if failed:
+        lines += ["", "## Failed or unfinished jobs", ""]
+        lines.append(
+            markdown_table(
+                ["job", *keys, "error"],
+                [
+                    [job.number, *(job.overrides.get(key) for key in keys), job.error.replace("|", "\\|")]
+                    for job in failed
+                ],
+            )
+        )
     lines += ["", f"![best validation metric]({figure})", ""]
     return "\n".join(lines)
 
 
-def plot_heatmap(summary: Sequence[dict[str, Any]], rows: str, cols: str, panels: Sequence[str]) -> Figure:
-    """Mean best validation metric over (rows × cols), one panel per setting of the other varying keys."""
-    row_values = sorted({row[rows] for row in summary}, key=sort_value)
-    col_values = sorted({row[cols] for row in summary}, key=sort_value)
-    panel_values = sorted({tuple(row[key] for key in panels) for row in summary}, key=lambda v: [*map(sort_value, v)])
+def plot_heatmap(
+    summary: Sequence[dict[str, Any]],
+    rows: str,
+    cols: str,
+    panels: Sequence[str],
+    failed: Sequence[FailedJob] = (),
+) -> Figure:
+    """Mean best validation metric over (rows × cols), one panel per setting of the other varying keys; a cell with
+    failed jobs says how many (red), and a cell with no finished job is marked failed."""
+    settings = [*summary, *({key: job.overrides.get(key) for key in (rows, cols, *panels)} for job in failed)]
+    row_values = sorted({row[rows] for row in settings}, key=sort_value)
+    col_values = sorted({row[cols] for row in settings}, key=sort_value)
+    panel_values = sorted({tuple(row[key] for key in panels) for row in settings}, key=lambda v: [*map(sort_value, v)])
     width = min(len(panel_values), 4)
     height = math.ceil(len(panel_values) / width)
     figure = new_figure(height, width, (width * (2.2 + 0.6 * len(col_values)), height * (1.2 + 0.45 * len(row_values))))
@@ -297,11 +354,18 @@ def plot_heatmap(summary: Sequence[dict[str, Any]], rows: str, cols: str, panels
         for row in summary:
             if tuple(row[key] for key in panels) == panel:
                 grid[row_values.index(row[rows]), col_values.index(row[cols])] = row["best_val_mean"]
+        failures = np.zeros(grid.shape, dtype=int)
+        for job in failed:
+            if tuple(job.overrides.get(key) for key in panels) == panel:
+                failures[row_values.index(job.overrides.get(rows)), col_values.index(job.overrides.get(cols))] += 1
         image = axes.imshow(grid, cmap="viridis", norm=norm, aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
             if math.isfinite(value):
                 colour = "black" if image.norm(value) > 0.6 else "white"  # readable on viridis' light end
-                axes.text(j, i, f"{value:.3f}", ha="center", va="center", color=colour, fontsize=8)
+                note = f"\n({failures[i, j]} failed)" if failures[i, j] else ""
+                axes.text(j, i, f"{value:.3f}{note}", ha="center", va="center", color=colour, fontsize=8)
+            elif failures[i, j]:
+                axes.text(j, i, "failed", ha="center", va="center", color="red", fontsize=8, fontweight="bold")
         axes.set_xticks(range(len(col_values)), [str(value) for value in col_values])
         axes.set_yticks(range(len(row_values)), [str(value) for value in row_values])
         axes.set_xlabel(cols)
@@ -351,7 +415,8 @@ def write_report(
     """Read a multirun and write its report files; returns report.md's text and the written paths."""
     folder = Path(folder)
     jobs = load_jobs(folder)
-    varying = varying_keys(jobs)
+    failed = load_failed_jobs(folder)
+    varying = varying_keys([*jobs, *failed])
     keys = [key for key in varying if key not in replicates]
     rows, cols = choose_axes(keys, rows, cols)
     summary = summarise(jobs, keys)
@@ -359,11 +424,11 @@ def write_report(
     out = Path(out) if out is not None else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     if rows is not None and cols is not None:
-        figure = plot_heatmap(summary, rows, cols, [key for key in keys if key not in (rows, cols)])
+        figure = plot_heatmap(summary, rows, cols, [key for key in keys if key not in (rows, cols)], failed)
     else:
         figure = plot_line(summary, rows or cols)
     paths = [save_figure(figure, out / "best_val.png")]
-    text = report_markdown(folder, jobs, keys, replicates, summary, papers, paths[0].name)
+    text = report_markdown(folder, jobs, keys, replicates, summary, papers, paths[0].name, failed)
     (out / "report.md").write_text(text)
     paths.append(out / "report.md")
     paths.append(write_csv(summary, out / "summary.csv"))

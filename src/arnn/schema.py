@@ -9,6 +9,7 @@ an int passes for a float); a hint pydantic cannot check accepts anything.
 """
 
 import inspect
+import math
 import pydoc
 import types
 import typing
@@ -59,11 +60,47 @@ _ABSENT = object()
 """A value that cannot be read yet (`???`, or an interpolation whose resolver train() registers): not checked."""
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A value range no type hint states: `accepts(value)` or ConfigError "<key> must be <requirement>"."""
+
+    accepts: Callable[[Any], bool]
+    requirement: str
+
+
+RULES = {
+    "seed": Rule(lambda seed: 0 <= seed < 2**32, "between 0 and 2**32 - 1 (numpy's seed range)"),
+    "optimizer.lr": Rule(lambda lr: lr > 0, "> 0 (e.g. optimizer.lr=0.01)"),
+    "trainer.max_epochs": Rule(lambda epochs: epochs is None or epochs >= 1, ">= 1"),
+    "trainer.gradient_clip_val": Rule(lambda clip: clip is None or clip >= 0, ">= 0 (0 or null turns clipping off)"),
+}
+"""Checked after the types, when the key is present."""
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first key whose value does not fit its type or names no parameter."""
+    """Raise ConfigError naming the first key whose value does not fit its type or range, is not a finite number,
+    or names no parameter."""
     _check_fields(cfg, "", RunSettings)
     for path, node in target_nodes(cfg):
         _check_target(path, node)
+    _check_finite(cfg, "")
+    for key, rule in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False)
+        if value is not _ABSENT and not rule.accepts(value):
+            raise ConfigError(f"{key} must be {rule.requirement}, got {value}")
+
+
+def _check_finite(node: DictConfig | ListConfig, path: str) -> None:
+    """inf and nan are accepted by float hints but are no setting of anything here."""
+    items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
+    for key, child in items:
+        full_key = f"{path}[{key}]" if isinstance(key, int) else _join(path, key)
+        if isinstance(child, DictConfig | ListConfig):
+            _check_finite(child, full_key)
+            continue
+        value = _value(node, key, full_key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{full_key} must be a finite number, got {value}")
 
 
 def target_nodes(node: DictConfig | ListConfig, path: str = "") -> Iterator[tuple[str, DictConfig]]:

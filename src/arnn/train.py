@@ -3,10 +3,12 @@ validation checkpoint."""
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger, WandbLogger
@@ -15,7 +17,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits, remove_stale_temporaries
 from arnn.ddp import check_rank_launch
 from arnn.errors import ConfigError, DivergedError
-from arnn.nan_guard import TrainingDiverged, likely_causes
+from arnn.learning_check import LearningCheck
+from arnn.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
 from arnn.resume import LAST_CHECKPOINT, ReseedEachEpoch
 from arnn.schema import validate
 from arnn.wandb_mode import flat_hyperparameters, register_resolver
@@ -41,9 +44,17 @@ def _finish(loggers: list[Logger]) -> None:
         wandb.finish()
 
 
-def write_metrics(path: Path, metrics: dict[str, float], test_metric: str, best_checkpoint: str) -> None:
-    """The run's final numbers as JSON, for `python -m arnn.report` to read back."""
-    record = {"metrics": metrics, "test_metric": test_metric, "best_checkpoint": best_checkpoint or None}
+def write_metrics(
+    path: Path, metrics: dict[str, float], test_metric: str, best_checkpoint: str, warnings: list[str]
+) -> None:
+    """The run's final numbers as JSON, for `python -m arnn.report` to read back; `warnings` say when the run
+    learned nothing (`LearningCheck`)."""
+    record = {
+        "metrics": metrics,
+        "test_metric": test_metric,
+        "best_checkpoint": best_checkpoint or None,
+        "warnings": warnings,
+    }
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
@@ -62,6 +73,31 @@ def start_checkpoint(cfg: DictConfig) -> str | None:
     return None
 
 
+def check_accelerator(trainer: DictConfig) -> None:
+    """ConfigError when the trainer names GPUs this machine does not have (Lightning's own error names no fix)."""
+    if trainer.get("accelerator") not in ("gpu", "cuda", "mps"):
+        return
+    if torch.cuda.is_available() or (trainer.accelerator != "cuda" and torch.backends.mps.is_available()):
+        return
+    ddp = " (trainer=ddp_cpu runs DDP on CPU processes)" if "ddp" in str(trainer.get("strategy")) else ""
+    raise ConfigError(
+        f"trainer.accelerator={trainer.accelerator} but this machine has no GPU that torch can use; run on a GPU node, "
+        f"or set trainer.accelerator=cpu{ddp}"
+    )
+
+
+def check_epochs_left(checkpoint: dict[str, Any], path: str, cfg: DictConfig) -> None:
+    """ConfigError when the checkpoint has already trained `trainer.max_epochs` epochs (a resumed run may be exactly
+    there: killed while testing), since fitting would do nothing."""
+    done, max_epochs = checkpoint.get("epoch", -1) + 1, cfg.trainer.get("max_epochs")
+    if max_epochs is None or done < max_epochs or (done == max_epochs and cfg.get("resume")):
+        return
+    raise ConfigError(
+        f"checkpoint {path} has already trained {done} epochs and trainer.max_epochs={max_epochs}: nothing is left "
+        f"to train; set trainer.max_epochs above {done}"
+    )
+
+
 def checkpoint_path(trainer: pl.Trainer, monitored: bool) -> str:
     """The best-validation checkpoint (`monitored`) or the latest epoch's, as saved so far; "" when none."""
     for callback in trainer.checkpoint_callbacks:
@@ -74,7 +110,18 @@ def diverged(error: TrainingDiverged, cfg: DictConfig, trainer: pl.Trainer) -> D
     """One line for a run stopped by the NaN guard: the step, the loss, the likely cause, the checkpoint kept."""
     last = checkpoint_path(trainer, monitored=False)
     kept = f"last good checkpoint kept: {last}" if last else "no checkpoint was saved before it"
-    return DivergedError(f"training diverged: {error}; likely cause: {likely_causes(cfg)}; {kept}")
+    cause = error.cause or likely_causes(cfg, first_step=error.step == 0)
+    return DivergedError(f"training diverged: {error}; likely cause: {cause}; {kept}")
+
+
+def anomaly(error: RuntimeError, trainer: pl.Trainer, module: pl.LightningModule) -> TrainingDiverged | None:
+    """autograd's anomaly detection (`trainer.detect_anomaly`) stops at a NaN in backward before the NaN guard runs:
+    the guard's error for that step, naming the function, or None for any other RuntimeError."""
+    message = str(error).splitlines()[0] if str(error) else ""
+    guard = next((callback for callback in trainer.callbacks if isinstance(callback, NonFiniteGuard)), None)
+    if "returned nan values" not in message or guard is None:
+        return None
+    return guard.diverged(trainer, module, where=f"gradient not finite (anomaly detection: {message.rstrip('.')})")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -93,12 +140,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = build_module(cfg)
     ckpt_path = start_checkpoint(cfg)
     if ckpt_path:
-        check_fits(ckpt_path, module)
+        check_epochs_left(check_fits(ckpt_path, module), ckpt_path, cfg)
     datamodule.prepare_data()
 
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [*instantiate_entries(cfg.get("callbacks")), ConfigInCheckpoint(config), ReseedEachEpoch(cfg.seed)]
     loggers = instantiate_entries(cfg.get("logger"))
+    check_accelerator(cfg.trainer)
     try:
         trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     except Exception as error:
@@ -112,11 +160,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(flat_hyperparameters(config))
 
+    # anomaly detection's forward traceback of a NaN: the error line below names the function instead
+    warnings.filterwarnings("ignore", message="Error detected in .*Traceback of forward call", category=UserWarning)
     try:
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except TrainingDiverged as error:
             raise diverged(error, cfg, trainer) from error
+        except RuntimeError as error:
+            if (nan := anomaly(error, trainer, module)) is None:
+                raise
+            raise diverged(nan, cfg, trainer) from error
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         best = checkpoint_path(trainer, monitored=True)
         if not best:
@@ -128,7 +182,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         test_metric = cfg.monitor.metric.replace("val/", "test/", 1)
-        write_metrics(Path(cfg.paths.output_dir) / METRICS_FILE, metrics, test_metric, best)
+        checks = [callback for callback in callbacks if isinstance(callback, LearningCheck)]
+        run_warnings = [message for check in checks for message in check.warnings]
+        write_metrics(Path(cfg.paths.output_dir) / METRICS_FILE, metrics, test_metric, best, run_warnings)
         log.info(
             "%s %.4f on the best-validation checkpoint %s (%s %.4f)",
             test_metric,

@@ -1,6 +1,7 @@
 """Seed 004's synthetic system identification: learn the input-output map of a random contractive ReLU RNN
 (the teacher) from Gaussian inputs and its noisy outputs."""
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +10,9 @@ from torch.utils.data import TensorDataset
 
 from arnn.data.splits import SplitDataModule
 from arnn.errors import ConfigError
+
+MAX_NOISE_RATIO = 1e30
+"""Noise std / signal std beyond which float32 targets overflow (its range ends at 3.4e38)."""
 
 CALIBRATION_SHAPE = (100, 1000)
 """Sequences × steps of the inputs the biases are tuned on: a fixed draw, so a realisation's teacher does not
@@ -158,6 +162,11 @@ class SystemIdentificationDataModule(SplitDataModule):
         self.teacher_units = teacher_units
         self.eps = eps
         self.on_fraction = on_fraction
+        if snr_db is not None and 10 ** (-snr_db / 20) > MAX_NOISE_RATIO:
+            raise ConfigError(
+                f"data.snr_db={snr_db:g} makes the noise 10^{-snr_db / 20:.0f} times the signal, beyond float32's "
+                f"range; use data.snr_db >= {-20 * math.log10(MAX_NOISE_RATIO):.0f} (-20: noise 10x the signal)"
+            )
         self.snr_db = snr_db
         self.val_size = val_size
         self._teacher: TeacherRNN | None = None

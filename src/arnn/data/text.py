@@ -76,7 +76,19 @@ class CharacterTextDataModule(TokenSizes, SplitDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         # Read now: train() needs input_size (the vocabulary size) before the trainer calls setup().
-        self.text = self.path.read_text(encoding="utf-8")
+        try:
+            self.text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{self.path} is not UTF-8 text (byte {error.start}: {error.reason}); "
+                "set data.path to a plain-text file"
+            ) from error
+        if len(set(self.text)) < 2:
+            content = "is empty" if not self.text else f"holds only the character {self.text[0]!r}"
+            raise ConfigError(
+                f"{self.path} {content}; next-token prediction needs at least 2 distinct characters: set data.path "
+                "to a longer plain-text file"
+            )
         self.vocabulary = sorted(set(self.text))
         self.index = {character: token for token, character in enumerate(self.vocabulary)}
 

@@ -31,6 +31,9 @@ class TaskModule(pl.LightningModule, ABC):
     tracked: str
     """Name of the validation metric whose best value is logged, e.g. "acc" for `val/acc_best`."""
 
+    chance: float
+    """The tracked metric of a model that learned nothing (uniform guessing, or predicting the mean)."""
+
     def __init__(
         self,
         net: SequenceEncoder,

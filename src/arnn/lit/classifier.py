@@ -27,6 +27,7 @@ class SequenceClassifier(TaskModule):
     ) -> None:
         super().__init__(net, optimizer, scheduler, scheduler_monitor)
         self.readout = nn.Linear(net.output_size, num_classes)
+        self.chance = 1 / num_classes
         self.accuracy = nn.ModuleDict(
             {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in ("train", "val", "test")}
         )

@@ -35,6 +35,7 @@ class NextTokenModel(TaskModule):
     ) -> None:
         super().__init__(net, optimizer, scheduler, scheduler_monitor)
         self.vocab_size = vocab_size
+        self.chance = 1 / vocab_size
         self.ignore_index = ignore_index
         self.readout = nn.Linear(net.output_size, vocab_size)
         stages = ("val", "test")

@@ -20,6 +20,7 @@ class SequenceRegressor(TaskModule):
     """
 
     tracked = "r2"
+    chance = 0.0
 
     def __init__(
         self,
