@@ -69,7 +69,11 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
     expected, got = _metrics(uninterrupted), _metrics(killed)
     assert got.keys() == expected.keys()
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)
-    assert json.loads((killed / "metrics.json").read_text())["best_checkpoint"].startswith(str(killed))
+    record = json.loads((killed / "metrics.json").read_text())
+    assert record["best_checkpoint"].startswith(str(killed))
+    # the fit time carries the killed run's first epoch (Lightning's Timer state in last.ckpt)
+    assert record["run"]["epochs"] == json.loads((uninterrupted / "metrics.json").read_text())["run"]["epochs"]
+    assert record["run"]["fit_time_s"] > stored["callbacks"]["Timer"]["time_elapsed"]["train"] > 0
 
     again = run_cli(*command, "resume=true")  # a finished run is left as it is
     assert again.returncode == 0 and "nothing to resume" in again.stderr + again.stdout

@@ -3,7 +3,10 @@ validation checkpoint."""
 
 import json
 import logging
+import platform
+import subprocess
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -45,17 +49,64 @@ def _finish(loggers: list[Logger]) -> None:
 
 
 def write_metrics(
-    path: Path, metrics: dict[str, float], test_metric: str, best_checkpoint: str, warnings: list[str]
+    path: Path,
+    metrics: dict[str, float],
+    test_metric: str,
+    best_checkpoint: str,
+    warnings: list[str],
+    run: dict[str, Any],
 ) -> None:
     """The run's final numbers as JSON, for `python -m arnn.report` to read back; `warnings` say when the run
-    learned nothing (`LearningCheck`)."""
+    learned nothing (`LearningCheck`), `run` how it ran (`run_facts`)."""
     record = {
         "metrics": metrics,
         "test_metric": test_metric,
         "best_checkpoint": best_checkpoint or None,
         "warnings": warnings,
+        "run": run,
     }
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def run_facts(trainer: pl.Trainer, callbacks: list[Any], best_checkpoint: str) -> dict[str, Any]:
+    """How the run went and where: epochs trained, the best checkpoint's epoch, fitting wall time over all resumes
+    (Lightning's Timer, when configured), torch threads, CPU or GPU, the code's commit, the date."""
+    timers = [callback for callback in callbacks if isinstance(callback, Timer)]
+    fit_time = timers[0].time_elapsed("train") if timers else None
+    best_epoch = (
+        torch.load(best_checkpoint, map_location="cpu", weights_only=True)["epoch"] if best_checkpoint else None
+    )
+    return {
+        "epochs": trainer.current_epoch,
+        "best_epoch": best_epoch,
+        "fit_time_s": fit_time,
+        "s_per_epoch": fit_time / trainer.current_epoch if fit_time and trainer.current_epoch else None,
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if trainer.strategy.root_device.type == "cuda" else cpu_name(),
+        "commit": code_version(),
+        "date": datetime.now().strftime("%Y-%m-%d"),
+    }
+
+
+def code_version() -> str | None:
+    """`git describe` of this checkout (`-dirty` with uncommitted changes), None outside a git checkout."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        )
+    except OSError:
+        return None
+    return described.stdout.strip() or None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the machine type."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
 
 
 def start_checkpoint(cfg: DictConfig) -> str | None:
@@ -184,7 +235,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_metric = cfg.monitor.metric.replace("val/", "test/", 1)
         checks = [callback for callback in callbacks if isinstance(callback, LearningCheck)]
         run_warnings = [message for check in checks for message in check.warnings]
-        write_metrics(Path(cfg.paths.output_dir) / METRICS_FILE, metrics, test_metric, best, run_warnings)
+        facts = run_facts(trainer, callbacks, best)
+        write_metrics(Path(cfg.paths.output_dir) / METRICS_FILE, metrics, test_metric, best, run_warnings, facts)
         log.info(
             "%s %.4f on the best-validation checkpoint %s (%s %.4f)",
             test_metric,

@@ -1,0 +1,57 @@
+"""The full-scale table read back from a folder of single runs: finished rows give their test number and how they
+ran, a row still running gives its progress, a quick twin fills its row's quick column."""
+
+import csv
+import json
+
+import pytest
+
+from arnn.errors import UserError
+from arnn.rows_report import write_rows_report
+from tests.conftest import FAST, run_cli
+
+TINY = [
+    "trainer.max_epochs=2",
+    "data.val_size=30",
+    "data.batch_size=16",
+    "model.hidden_size=8",
+    "trainer.limit_test_batches=1",
+]
+
+
+@pytest.mark.slow
+def test_rows_report_puts_paper_full_and_quick_side_by_side_with_each_runs_facts(tiny_mnist, tmp_path):
+    results = tmp_path / "results"
+    for experiment in ("paper_pmnist_arnn", "paper_pmnist_arnn_quick"):
+        run = run_cli(
+            f"experiment={experiment}",
+            *FAST,
+            *TINY,
+            f"data.data_dir={tiny_mnist}",
+            "data.download=false",
+            f"hydra.run.dir={results / experiment}",
+        )
+        assert run.returncode == 0, run.stderr
+    quick = json.loads((results / "paper_pmnist_arnn_quick" / "metrics.json").read_text())
+    full = json.loads((results / "paper_pmnist_arnn" / "metrics.json").read_text())
+
+    text, paths = write_rows_report(results, tmp_path / "report")
+
+    with (tmp_path / "report" / "rows.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["row"], row["data"], row["paper"]) == ("paper_pmnist_arnn", "pmnist", "95.8")
+    assert row["ours_full"] == f"{100 * full['metrics']['test/acc']:.2f}"
+    assert row["ours_quick"] == f"{100 * quick['metrics']['test/acc']:.2f}"
+    assert row["epochs"] == "2" and row["threads"] == "1" and row["commit"] == str(full["run"]["commit"])
+    assert float(row["s_per_epoch"]) == round(full["run"]["s_per_epoch"])
+    assert "| paper_pmnist_arnn | pmnist | 95.8 |" in text
+    assert (tmp_path / "report" / "curves.png") in paths
+
+    (results / "paper_pmnist_arnn" / "metrics.json").unlink()  # as if it were still training
+    text, _ = write_rows_report(results, tmp_path / "report")
+    assert "| paper_pmnist_arnn | pmnist | 95.8 | running (epoch 1, best val " in text
+
+
+def test_rows_report_rejects_a_folder_without_runs(tmp_path):
+    with pytest.raises(UserError, match="holds no run directories"):
+        write_rows_report(tmp_path)
