@@ -87,9 +87,15 @@ def _status(row: Row | None) -> str:
     if row.finished:
         return f"{row.test_percent:.2f}"
     if not row.curve:
-        return "not started"
+        return "no epoch yet"
     epoch, _ = row.curve[-1]
     return f"running (epoch {epoch}, best val {100 * max(acc for _, acc in row.curve):.2f})"
+
+
+def _best_epoch(row: Row) -> int | None:
+    """The epoch of the best validation accuracy so far (the first, if tied), for runs whose metrics.json predates
+    the `run` record."""
+    return max(row.curve, key=lambda point: (point[1], -point[0]))[0] if row.curve else None
 
 
 def table_rows(rows: list[Row]) -> list[dict[str, Any]]:
@@ -108,8 +114,8 @@ def table_rows(rows: list[Row]) -> list[dict[str, Any]]:
                 "paper": row.paper,
                 "ours_full": _status(row),
                 "ours_quick": _status(quick),
-                "best_epoch": run.get("best_epoch"),
-                "epochs": run.get("epochs"),
+                "best_epoch": run.get("best_epoch", _best_epoch(row)),
+                "epochs": run.get("epochs", row.curve[-1][0] + 1 if row.curve else None),
                 "fit_time_h": round(fit_time / 3600, 2) if fit_time else None,
                 "s_per_epoch": round(run["s_per_epoch"]) if run.get("s_per_epoch") else None,
                 "threads": run.get("threads"),
