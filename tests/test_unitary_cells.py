@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from arnn.cells.complex_state import mod_relu
+from arnn.cells.full_capacity import FullCapacityUnitaryCell
 from arnn.cells.kronecker import KroneckerRecurrentCell, kronecker_matvec
 from arnn.cells.unitary import UnitaryRNNCell
 from arnn.errors import ConfigError
@@ -115,10 +116,53 @@ def test_mod_relu_matches_its_definition_on_hand_picked_numbers():
     torch.testing.assert_close(mod_relu(z, b), expected, rtol=0, atol=1e-12)
 
 
-def test_mod_relu_has_a_finite_gradient_at_zero():
+def test_mod_relu_has_value_and_gradient_zero_at_zero():
     z = torch.zeros(3, dtype=torch.cdouble, requires_grad=True)
-    mod_relu(z, torch.tensor([0.5, 0.0, -0.5], dtype=torch.double)).abs().sum().backward()
-    assert torch.isfinite(torch.view_as_real(z.grad)).all()
+    value = mod_relu(z, torch.tensor([0.5, 0.0, -0.5], dtype=torch.double))
+    (value.real + value.imag).sum().backward()
+    assert torch.equal(value, torch.zeros(3, dtype=torch.cdouble))
+    assert torch.equal(z.grad, torch.zeros(3, dtype=torch.cdouble))
+
+
+@pytest.mark.parametrize("modulus", [1e-7, 1e-3])
+def test_mod_relu_is_exact_near_zero_in_value_and_gradient(modulus):
+    b = torch.tensor([0.05], dtype=torch.double)
+    # real z = ±r: sign(z)(r + b), slope 1 on both sides
+    real = torch.tensor([modulus, -modulus], dtype=torch.double, requires_grad=True)
+    value = mod_relu(real, b)
+    value.sum().backward()
+    torch.testing.assert_close(value, torch.tensor([modulus + 0.05, -(modulus + 0.05)], dtype=torch.double))
+    torch.testing.assert_close(real.grad, torch.ones(2, dtype=torch.double))
+    # complex z = r on the real axis: value (r + b); ∂Re/∂x = 1, ∂Im/∂y = (r + b)/r (the phase turns with y)
+    for part, expected in ((torch.real, 1 + 0j), (torch.imag, 1j * (modulus + 0.05) / modulus)):
+        z = torch.tensor([modulus + 0j], dtype=torch.cdouble, requires_grad=True)
+        value = mod_relu(z, b)
+        part(value).sum().backward()
+        torch.testing.assert_close(value, torch.tensor([modulus + 0.05 + 0j], dtype=torch.cdouble))
+        torch.testing.assert_close(z.grad, torch.tensor([expected], dtype=torch.cdouble))
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [lambda: KroneckerRecurrentCell(1, 512), lambda: FullCapacityUnitaryCell(1, 116)],
+    ids=["kru_512", "fcurnn_116"],
+)
+def test_complex_cells_have_finite_gradients_over_a_run_of_zero_pixels(cell):
+    torch.manual_seed(0)
+    encoder = cell()
+    with torch.no_grad():
+        encoder.mod_bias.fill_(0.05)  # positive, as training makes it: a clamped modulus turned this into 0.05/ε
+    x = torch.rand(4, 150, 1)
+    x[:, :100] = 0  # the black border of an MNIST image read pixel by pixel
+    y, _ = encoder(x)
+    (y[:, -1] * torch.randn_like(y[:, -1])).sum().backward()
+    for name, parameter in encoder.named_parameters():
+        assert (
+            parameter.grad is None
+            or torch.isfinite(
+                torch.view_as_real(parameter.grad) if parameter.grad.is_complex() else parameter.grad
+            ).all()
+        ), name
 
 
 @pytest.mark.parametrize("cls", CELLS, ids=IDS)

@@ -10,18 +10,15 @@ from torch import Tensor, nn
 from arnn.backends.unrolled import unrolled
 from arnn.cells.base import SequenceEncoder
 
-MOD_EPS = 1e-5
+def mod_relu(z: Tensor, bias: Tensor) -> Tensor:
+    """modReLU(z)_j = sgn(z_j)·relu(|z_j| + b_j), sgn(z) = z/|z| and sgn(0) = 0; complex or real z (then
+    sgn = sign), real b.
 
-
-def mod_relu(z: Tensor, bias: Tensor, eps: float = MOD_EPS) -> Tensor:
-    """modReLU(z)_j = (|z_j| + b_j)·z_j/|z_j| if |z_j| + b_j ≥ 0, else 0; complex or real z (then z_j/|z_j| =
-    sign z_j), real b.
-
-    |z_j| is clamped at `eps` in the division only, so the value is exact for |z_j| ≥ eps and stays finite
-    (with a finite gradient) at z_j = 0.
+    Exact for every z, as in the expRNN and scoRNN code: at z_j = 0 the value and the gradient are 0 (torch's sgn and
+    abs have zero gradient there), so a state that is exactly 0, e.g. over a run of zero pixels from h_0 = 0, stays 0
+    with zero gradients. (A modulus clamped at some ε would scale the gradient there by relu(b)/ε instead.)
     """
-    modulus = z.abs()
-    return z * (torch.relu(modulus + bias) / modulus.clamp_min(eps))
+    return torch.sgn(z) * torch.relu(z.abs() + bias)
 
 
 def random_unitary(n: int) -> Tensor:
