@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from arnn.backends.unrolled import unrolled
 from arnn.cells.base import SequenceEncoder
 
+
 def mod_relu(z: Tensor, bias: Tensor) -> Tensor:
     """modReLU(z)_j = sgn(z_j)·relu(|z_j| + b_j), sgn(z) = z/|z| and sgn(0) = 0; complex or real z (then
     sgn = sign), real b.
