@@ -61,6 +61,11 @@ class SequenceEncoder(nn.Module, ABC):
         """Parameters updated by `after_optimizer_step` instead of the optimizer."""
         return []
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named groups of parameters whose learning rate `task.lr_scales` can scale (e.g. "orthogonal"); none by
+        default."""
+        return {}
+
     def after_optimizer_step(self) -> None:
         """Called after each optimizer step, gradients still in place; a no-op unless a cell needs it."""
 

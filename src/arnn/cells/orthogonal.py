@@ -71,6 +71,10 @@ class _OrthogonalRNNCell(ElmanCell):
         upper[first, first + 1] = self.skew_entry(angles)
         return upper - upper.t()
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """ "orthogonal": what the map reads (B's lower triangle), which expRNN and scoRNN train at their own lr."""
+        return {"orthogonal": [self.recurrent.parametrizations.weight.original]}
+
     def recurrent_matrix(self) -> Tensor:
         """W = map(B); inside `parametrize.cached()` the map runs once, otherwise on every call."""
         return self.recurrent.weight

@@ -12,8 +12,9 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torchmetrics import MaxMetric, Metric
 
 from arnn.cells.base import SequenceEncoder
+from arnn.errors import ConfigError
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+OptimizerFactory = Callable[[Iterable[nn.Parameter] | Iterable[dict[str, Any]]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler | ReduceLROnPlateau]
 Batch = tuple[Tensor, Tensor]
 
@@ -40,12 +41,23 @@ class TaskModule(pl.LightningModule, ABC):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_monitor: str = "val/loss",
+        lr_scales: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         # Lightning collects the arguments of every __init__ up the call chain, so the subclass's own arguments
         # (num_classes, output_size) are saved too.
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "lr_scales"], logger=False)
         self.net = net
+        self.lr_scales = dict(lr_scales or {})
+        groups = net.parameter_groups()
+        for name, scale in self.lr_scales.items():
+            if name not in groups:
+                known = ", ".join(groups) or "none"
+                raise ConfigError(
+                    f"task.lr_scales names the group {name!r}, which this model lacks (its groups: {known})"
+                )
+            if not 0 < scale < float("inf"):
+                raise ConfigError(f"task.lr_scales.{name} must be a positive number, got {scale}")
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.val_best = MaxMetric()
@@ -86,12 +98,23 @@ class TaskModule(pl.LightningModule, ABC):
         self.val_best(self.validation_metric().compute())
         self.log(f"val/{self.tracked}_best", self.val_best.compute(), prog_bar=True, sync_dist=True)
 
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's groups: each scaled group of `lr_scales` with its `lr_scale`, then the other parameters
+        (scale 1); manifold parameters are left out."""
+        named = self.net.parameter_groups()
+        managed = {id(p) for p in self.net.manifold_parameters()}
+        groups = [{"params": named[name], "lr_scale": scale} for name, scale in self.lr_scales.items()]
+        scaled = managed | {id(p) for group in groups for p in group["params"]}
+        rest = [p for p in self.parameters() if id(p) not in scaled]
+        return [{"params": rest, "lr_scale": 1.0}, *groups]
+
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self.shared_step(batch, "test")
 
     def configure_optimizers(self) -> Optimizer | dict:
-        managed = {id(p) for p in self.net.manifold_parameters()}
-        optimizer = self.optimizer_factory([p for p in self.parameters() if id(p) not in managed])
+        optimizer = self.optimizer_factory(self._parameter_groups())
+        for group in optimizer.param_groups:  # the optimizer's lr, times the group's scale
+            group["lr"] *= group["lr_scale"]
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -24,8 +24,9 @@ class SequenceClassifier(TaskModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_monitor: str = "val/loss",
+        lr_scales: dict[str, float] | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_monitor)
+        super().__init__(net, optimizer, scheduler, scheduler_monitor, lr_scales)
         self.readout = nn.Linear(net.output_size, num_classes)
         self.chance = 1 / num_classes
         self.accuracy = nn.ModuleDict(

@@ -31,9 +31,10 @@ class NextTokenModel(TaskModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_monitor: str = "val/loss",
+        lr_scales: dict[str, float] | None = None,
         ignore_index: int = -100,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_monitor)
+        super().__init__(net, optimizer, scheduler, scheduler_monitor, lr_scales)
         self.vocab_size = vocab_size
         self.chance = 1 / vocab_size
         self.ignore_index = ignore_index

@@ -29,8 +29,9 @@ class SequenceRegressor(TaskModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         scheduler_monitor: str = "val/loss",
+        lr_scales: dict[str, float] | None = None,
     ) -> None:
-        super().__init__(net, optimizer, scheduler, scheduler_monitor)
+        super().__init__(net, optimizer, scheduler, scheduler_monitor, lr_scales)
         self.readout = nn.Linear(net.output_size, output_size)
         self.r2 = nn.ModuleDict({f"{stage}_r2": R2Score(multioutput="uniform_average") for stage in ("val", "test")})
 
