@@ -41,6 +41,14 @@ EARLIER_RUN_DIR: Path | None = None
 """Set before Hydra starts: a run directory that held files before this command, which a config error keeps."""
 
 
+def only_hydra_files(run_dir: Path) -> bool:
+    """Whether `run_dir` holds only what Hydra wrote for this job (`.hydra/` and the job's log) and did not exist
+    before the command: then a config error may remove it."""
+    if run_dir.absolute() == EARLIER_RUN_DIR or not run_dir.is_dir():
+        return False
+    return all(path.name == ".hydra" or path.suffix == ".log" for path in run_dir.iterdir())
+
+
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_path="conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
     """Run one job and return the metric a sweeper optimises; user mistakes end in one line (also written to the
@@ -63,7 +71,7 @@ def main(cfg: DictConfig) -> float | None:
         if multirun and diverged:
             print(f"{message}; the sweep goes on", file=sys.stderr)
             return float("nan")
-        if not (multirun or diverged) and Path(cfg.paths.output_dir).absolute() != EARLIER_RUN_DIR:
+        if not (multirun or diverged) and only_hydra_files(Path(cfg.paths.output_dir)):
             logging.shutdown()  # closes the log file inside the directory
             shutil.rmtree(cfg.paths.output_dir, ignore_errors=True)
         sys.exit(message)
