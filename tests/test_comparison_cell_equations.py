@@ -3,6 +3,7 @@ state computed by hand (plain floats), independent of the cell's code."""
 
 import math
 
+import pytest
 import torch
 
 from arnn.cells.lipschitz import LipschitzRNNCell
@@ -101,3 +102,37 @@ def test_scornn_step_is_modrelu_of_the_cayley_transform_of_a_skew_matrix():
     z = [rotation[i][0] * H0[0] + rotation[i][1] * H0[1] + V[i] * X for i in range(2)]
     expected = [_mod_relu(z[i], bias[i]) for i in range(2)]
     torch.testing.assert_close(_orthogonal_step(cell, lower, bias), torch.tensor([expected], dtype=torch.double))
+
+
+def test_cornn_implicit_damping_is_the_papers_text():
+    # z_n = z + Δt(tanh(W y + 𝒲 z + V u + b) − γ y − ε z_n), solved for z_n
+    cell = CoupledOscillatorCell(1, 2, dt=0.1, gamma=2.0, epsilon=1.5, damping="implicit").double()
+    w, w_z = [[0.2, -0.1], [0.4, 0.1]], [[0.3, 0.0], [-0.2, 0.5]]
+    _set(cell.input_proj.weight, [[v] for v in V])
+    _set(cell.input_proj.bias, B)
+    _set(cell.recurrent_weight, [w[i] + w_z[i] for i in range(2)])
+    y, z = H0, [0.3, 0.05]
+
+    force = [
+        math.tanh(w[i][0] * y[0] + w[i][1] * y[1] + w_z[i][0] * z[0] + w_z[i][1] * z[1] + V[i] * X + B[i])
+        for i in range(2)
+    ]
+    z1 = [(z[i] + 0.1 * (force[i] - 2.0 * y[i])) / (1 + 0.1 * 1.5) for i in range(2)]
+    y1 = [y[i] + 0.1 * z1[i] for i in range(2)]
+
+    state = (torch.tensor([y], dtype=torch.double), torch.tensor([z], dtype=torch.double))
+    got_y, got_z = cell.step(torch.tensor([[X]], dtype=torch.double), state)
+    torch.testing.assert_close(got_y, torch.tensor([y1], dtype=torch.double), rtol=0, atol=1e-14)
+    torch.testing.assert_close(got_z, torch.tensor([z1], dtype=torch.double), rtol=0, atol=1e-14)
+
+
+def test_lipschitz_rnn_starts_as_the_authors_final_code_does():
+    # init_std 0.1: A_β = (1−β)(M + Mᵀ) + β(M − Mᵀ) − γI with M ~ N(0, (0.1/n)²) starts nearly skew, its largest
+    # real eigenvalue ≈ −γ + O(0.1/√n); with the earlier init_std 6 it was about +0.12 at n = 128
+    torch.manual_seed(0)
+    cell = LipschitzRNNCell(1, 128)
+    a_beta, _ = cell.recurrent_matrices()
+    assert torch.linalg.eigvals(a_beta.double()).real.max() < 0.01
+    # the input layer keeps nn.Linear's default: U(±1/√m), std 1/√3 for one input
+    assert cell.input_proj.weight.std().item() == pytest.approx(1 / math.sqrt(3), rel=0.15)
+    assert cell.input_proj.bias.abs().max().item() <= 1.0 and cell.input_proj.bias.std().item() > 0.3
