@@ -85,7 +85,10 @@ CASES = {
 """Mistakes that end before training: one `error:` line, exit 1, no run directory."""
 
 DIVERGING = {
-    "eps_10": (["model=lipschitz_rnn", "model.hidden_size=16", "model.eps=10"], "likely cause: model.eps=10 is large"),
+    "eps_10": (
+        ["model=lipschitz_rnn", "model.hidden_size=16", "model.init_std=6", "model.eps=10"],
+        "likely cause: model.eps=10 is large",
+    ),
     "huge_targets": (
         ["data=sysid", "data.snr_db=-590", "trainer.detect_anomaly=false"],
         "likely cause: the batch's targets reach |value| = ",
