@@ -1,6 +1,7 @@
 """expRNN and scoRNN cells (W = exp(B) or Cayley(B), B skew) and seed 003's unitarity-drift experiment."""
 
 import csv
+import math
 
 import pytest
 import torch
@@ -118,10 +119,10 @@ def test_every_parameter_gets_a_nonzero_gradient(cls, nonlinearity):
 
 
 @pytest.mark.parametrize("cls", CELLS)
-def test_initial_w_rotates_unit_pairs_by_angles_up_to_the_cells_bound(cls):
+def test_henaff_initial_w_rotates_unit_pairs_by_angles_up_to_the_cells_bound(cls):
     torch.manual_seed(0)
     hidden_size = 65  # odd: the last unit is left alone
-    cell = cls(1, hidden_size).double()
+    cell = cls(1, hidden_size, init="henaff").double()
     w = cell.recurrent_matrix().detach()
     pair = torch.arange(hidden_size) // 2
     assert w[pair[:, None] != pair[None, :]].abs().max() == 0
@@ -175,3 +176,15 @@ def test_drift_command_prints_a_table_and_writes_csv_and_png(tmp_path, capsys):
     assert [row["step"] for row in rows] == ["1", "2", "3", "4", "5"]
     assert float(rows[0]["naive"]) > 1e-3 > 1e-5 > float(rows[-1]["lie"])
     assert (tmp_path / "unitarity_drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("cls", "low", "high"), [(ExpRNNCell, 0.0, 1.0), (ScoRNNCell, 0.0, math.pi / 2)])
+def test_cayley_initial_w_rotates_unit_pairs_as_the_authors_mnist_runs(cls, low, high):
+    # expRNN: exp(A), rotations by tan(s/2); scoRNN: (I + A)⁻¹(I − A), rotations by s; s ~ U(0, π/2), 85 pairs
+    torch.manual_seed(0)
+    w = cls(1, 170).double().recurrent_matrix().detach()
+    angles = torch.linalg.eigvals(w).angle().abs()
+    assert low <= angles.min() and angles.max() <= high + 1e-9
+    mean = 4 / math.pi * math.log(1 / math.cos(math.pi / 4)) if cls is ExpRNNCell else math.pi / 4
+    assert angles.mean().item() == pytest.approx(mean, abs=0.08)
+    assert orthogonality_error(w) < 1e-12

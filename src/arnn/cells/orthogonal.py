@@ -17,6 +17,7 @@ from arnn.cells.elman import ElmanCell
 from arnn.errors import ConfigError
 
 NONLINEARITIES = ("modrelu", "tanh")
+INITS = ("cayley", "henaff")
 
 
 class ModReLU(nn.Module):
@@ -34,15 +35,20 @@ class _OrthogonalRNNCell(ElmanCell):
     """h_t = φ(W h_{t-1} + V x_t + b), W = map(B) computed once per forward.
 
     With modReLU its bias is the b of the equation and V has none (as in expRNN); with tanh, b is V's bias.
-    B starts block-diagonal: W rotates the unit pairs (2i, 2i+1) by angles θ_i ~ U[−θ_max, θ_max].
+    B starts block-diagonal, W rotating the unit pairs (2i, 2i+1): init="henaff" by angles θ_i ~ U[−θ_max, θ_max];
+    init="cayley" as the authors' MNIST runs (expRNN and scoRNN code, `cayley_init_`): their skew block entry
+    a_i = −tan(s_i/2), s_i ~ U(0, π/2), which each cell's map reads in its own convention (`cayley_entry`).
     """
 
     orthogonal_map: str
     max_angle: float
 
-    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "modrelu") -> None:
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "modrelu", init: str = "cayley") -> None:
         if nonlinearity not in NONLINEARITIES:
             raise ConfigError(f"model.nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {nonlinearity!r}")
+        if init not in INITS:
+            raise ConfigError(f"model.init must be one of {', '.join(INITS)}, got {init!r}")
+        self.init = init
         phi = ModReLU(hidden_size) if nonlinearity == "modrelu" else nn.Tanh()
         super().__init__(input_size, hidden_size, phi, input_bias=nonlinearity == "tanh")
         self.nonlinearity = nonlinearity
@@ -62,13 +68,21 @@ class _OrthogonalRNNCell(ElmanCell):
     def skew_entry(angle: Tensor) -> Tensor:
         """The entry s of a block [[0, s], [−s, 0]] of B whose image under the map rotates by `angle`."""
 
+    @staticmethod
+    @abstractmethod
+    def cayley_entry(authors: Tensor) -> Tensor:
+        """Our block entry of B for the authors' `cayley_init_` entry a."""
+
     def initial_skew(self) -> Tensor:
-        """B = ⊕_i [[0, s_i], [−s_i, 0]], map(B) rotating pair i by θ_i ~ U[−θ_max, θ_max]; odd n: last unit fixed."""
+        """B = ⊕_i [[0, s_i], [−s_i, 0]] (see the class docstring for s_i); odd n: the last unit is left alone."""
         n = self.hidden_size
-        angles = torch.empty(n // 2).uniform_(-self.max_angle, self.max_angle)
+        if self.init == "henaff":
+            entries = self.skew_entry(torch.empty(n // 2).uniform_(-self.max_angle, self.max_angle))
+        else:
+            entries = self.cayley_entry(-torch.tan(torch.empty(n // 2).uniform_(0, math.pi / 2) / 2))
         first = torch.arange(0, n - 1, 2)
         upper = torch.zeros(n, n)
-        upper[first, first + 1] = self.skew_entry(angles)
+        upper[first, first + 1] = entries
         return upper - upper.t()
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -93,7 +107,8 @@ class _OrthogonalRNNCell(ElmanCell):
 class ExpRNNCell(_OrthogonalRNNCell):
     """expRNN: h_t = φ(exp(B) h_{t-1} + V x_t + b), B skew-symmetric.
 
-    Henaff init: B's blocks are the rotation angles themselves, θ_i ~ U[−π, π].
+    Henaff init: B's blocks are the rotation angles themselves, θ_i ~ U[−π, π]; cayley init: B = the authors' A
+    (their W = exp(A)), rotations by tan(s/2) ∈ [0, 1].
     """
 
     orthogonal_map = "matrix_exp"
@@ -102,6 +117,10 @@ class ExpRNNCell(_OrthogonalRNNCell):
     @staticmethod
     def skew_entry(angle: Tensor) -> Tensor:
         return angle
+
+    @staticmethod
+    def cayley_entry(authors: Tensor) -> Tensor:
+        return authors
 
 
 class ScoRNNCell(_OrthogonalRNNCell):
@@ -117,3 +136,8 @@ class ScoRNNCell(_OrthogonalRNNCell):
     @staticmethod
     def skew_entry(angle: Tensor) -> Tensor:
         return 2 * torch.tan(angle / 2)
+
+    @staticmethod
+    def cayley_entry(authors: Tensor) -> Tensor:
+        """scoRNN's W = (I + A)⁻¹(I − A) is ours with B = −2A: rotations by s ~ U(0, π/2)."""
+        return -2 * authors
