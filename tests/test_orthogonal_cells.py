@@ -188,3 +188,27 @@ def test_cayley_initial_w_rotates_unit_pairs_as_the_authors_mnist_runs(cls, low,
     mean = 4 / math.pi * math.log(1 / math.cos(math.pi / 4)) if cls is ExpRNNCell else math.pi / 4
     assert angles.mean().item() == pytest.approx(mean, abs=0.08)
     assert orthogonality_error(w) < 1e-12
+
+
+def test_scornn_scaling_matrix_gives_w_the_eigenvalue_minus_one_and_keeps_it_orthogonal():
+    torch.manual_seed(0)
+    cell = ScoRNNCell(1, 170, negative_fraction=0.1, input_bound=0.01).double()
+    w = cell.recurrent_matrix().detach()
+    assert orthogonality_error(w) < 1e-12 and torch.linalg.det(w).item() == pytest.approx(-1.0)
+    assert torch.equal(cell.scaling[-17:], -torch.ones(17)) and torch.equal(cell.scaling[:-17], torch.ones(153))
+    # scoRNN's input weights U(±0.01) and modReLU bias 0
+    assert cell.input_proj.weight.abs().max() <= 0.01 and cell.input_proj.weight.std() > 0.004
+    assert torch.equal(cell.activation.bias, torch.zeros(170, dtype=torch.double))
+    assert torch.linalg.det(ScoRNNCell(1, 170).double().recurrent_matrix().detach()).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"negative_fraction": 1.5}, "model.negative_fraction must be between 0 and 1"),
+        ({"input_bound": 0.0}, "model.input_bound"),
+    ],
+)
+def test_scornn_rejects_a_scaling_or_input_bound_out_of_range(arguments, message):
+    with pytest.raises(ConfigError, match=message):
+        ScoRNNCell(1, 8, **arguments)
