@@ -25,8 +25,9 @@ class TaskModule(pl.LightningModule, ABC):
 
     Training loss = task loss + net.penalty() (when not None, logged as `train/penalty`);
     net.after_optimizer_step() runs after every optimizer step; net.manifold_parameters() are left out of the
-    optimizer. The running maximum of `validation_metric()` over epochs is logged as `val/<tracked>_best`.
-    Subclasses set `tracked` and define `shared_step` and `validation_metric`.
+    optimizer; the groups of net.parameter_groups() named in `lr_scales` train at the optimizer's lr × their scale.
+    The running maximum of `validation_metric()` over epochs is logged as `val/<tracked>_best`.
+    Subclasses set `tracked` and `chance` and define `shared_step` and `validation_metric`.
     """
 
     tracked: str
