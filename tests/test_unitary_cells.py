@@ -216,3 +216,28 @@ def test_invalid_urnn_options_name_the_config_key(options, key):
 def test_invalid_kru_options_name_the_config_key(options, key):
     with pytest.raises(ConfigError, match=f"model.{key}"):
         KroneckerRecurrentCell(**{"input_size": 1, "hidden_size": 8, **options})
+
+
+def test_urnn_starts_as_its_authors_code_with_glorot_inputs_a_small_modrelu_bias_and_a_trained_h0():
+    torch.manual_seed(0)
+    cell = UnitaryRNNCell(1, 128, input_init="glorot", trainable_h0=True, mod_bias_bound=0.01)
+    bound = math.sqrt(6 / (1 + 256))
+    assert cell.input_proj.weight.abs().max() <= bound and cell.input_proj.weight.std() > bound / 2
+    assert 0 < cell.mod_bias.abs().max() <= 0.01
+    assert cell.h0.abs().max() <= math.sqrt(3 / 256) and cell.h0.shape == (2, 128)
+    x = torch.randn(3, 5, 1)
+    h = cell.default_state(3, x)
+    torch.testing.assert_close(h[2], torch.complex(cell.h0[0], cell.h0[1]))
+    y, _ = cell(x)
+    y.sum().backward()
+    assert cell.h0.grad is not None and cell.h0.grad.abs().sum() > 0
+
+
+def test_complex_cells_start_from_zero_without_a_trained_h0():
+    cell = UnitaryRNNCell(1, 8)
+    assert cell.h0 is None and torch.equal(
+        cell.default_state(2, torch.zeros(2, 1)), torch.zeros(2, 8, dtype=torch.cfloat)
+    )
+    assert torch.equal(cell.mod_bias, torch.zeros(8))
+    with pytest.raises(ConfigError, match="model.input_init must be one of normal, glorot"):
+        UnitaryRNNCell(1, 8, input_init="xavier")

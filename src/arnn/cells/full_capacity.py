@@ -15,8 +15,10 @@ class FullCapacityUnitaryCell(ComplexStateCell):
     W ← (I + λ/2 A)⁻¹ (I − λ/2 A) W, λ = `manifold_lr`. Outputs are [Re h, Im h].
     """
 
-    def __init__(self, input_size: int, hidden_size: int, manifold_lr: float = 1e-3) -> None:
-        super().__init__(input_size, hidden_size)
+    def __init__(
+        self, input_size: int, hidden_size: int, manifold_lr: float = 1e-3, trainable_h0: bool = False
+    ) -> None:
+        super().__init__(input_size, hidden_size, trainable_h0=trainable_h0)
         check_positive("manifold_lr", manifold_lr, 1e-3)
         self.manifold_lr = float(manifold_lr)
         w = random_unitary(self.hidden_size)

@@ -35,8 +35,16 @@ class UnitaryRNNCell(ComplexStateCell):
     Complex parameters are stored as real and imaginary parts; outputs are [Re h, Im h].
     """
 
-    def __init__(self, input_size: int, hidden_size: int, permutation_seed: int = 0) -> None:
-        super().__init__(input_size, hidden_size)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        permutation_seed: int = 0,
+        input_init: str = "normal",
+        trainable_h0: bool = False,
+        mod_bias_bound: float = 0.0,
+    ) -> None:
+        super().__init__(input_size, hidden_size, input_init, trainable_h0, mod_bias_bound)
         if not isinstance(permutation_seed, int) or permutation_seed < 0:
             raise ConfigError(
                 f"model.permutation_seed must be an integer >= 0, got {permutation_seed!r}; "
