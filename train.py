@@ -66,8 +66,7 @@ def main(cfg: DictConfig) -> float | None:
         message = f"error: {user_error}"
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         diverged = isinstance(user_error, DivergedError)
-        if multirun or diverged:
-            log_to_file(message)
+        log_to_file(message)
         if multirun and diverged:
             print(f"{message}; the sweep goes on", file=sys.stderr)
             return float("nan")
