@@ -154,9 +154,11 @@ def test_a_config_error_in_an_earlier_run_directory_overwrites_nothing(tmp_path)
     previous.parent.mkdir(parents=True)
     previous.write_bytes(b"an earlier run's checkpoint")
 
-    result = run_cli("optimizer.lr=-1", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(*FAST, f"ckpt_path={previous}", f"hydra.run.dir={tmp_path / 'run'}")
 
-    assert _error_line(result).startswith("error: optimizer.lr must be > 0")
+    error = _error_line(result)
+    assert error.startswith(f"error: cannot read checkpoint {previous}")
+    assert (tmp_path / "run" / "train.log").read_text().splitlines()[-1].endswith(error)
     assert previous.read_bytes() == b"an earlier run's checkpoint"
     assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.ckpt"]
 

@@ -45,7 +45,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read checkpoint {path}: {reason}; {fix}") from error
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
         raise UserError(f"cannot read checkpoint {path}: {error.strerror}; {fix}") from error
-    except (OSError, RuntimeError, EOFError) as error:
+    except Exception as error:  # torch.load fails on a damaged file in many ways (OSError, RuntimeError, IndexError…)
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         reason = f"the file is truncated or corrupt ({detail})"
         raise UserError(f"cannot read checkpoint {path}: {reason}; {fix}, e.g. an earlier epoch's") from error
