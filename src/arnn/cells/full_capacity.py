@@ -5,6 +5,18 @@ from torch import Tensor, nn
 
 from arnn.cells.base import check_positive
 from arnn.cells.complex_state import ComplexStateCell, random_unitary
+from arnn.cells.unitary import UnitaryRNNCell
+from arnn.errors import ConfigError
+
+RECURRENT_INITS = ("haar", "urnn_product")
+
+
+def urnn_product_unitary(n: int) -> Tensor:
+    """W = D₃ R₂ F⁻¹ D₂ Π R₁ F D₁ of a freshly drawn uRNN (θ ~ U(±π), random reflections and permutation), as the FC
+    uRNN authors' MNIST code starts its full unitary matrix (stwisdom/urnn, models.py `initialize_unitary`, init
+    "rand")."""
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    return UnitaryRNNCell(1, n, permutation_seed=seed).recurrent_matrix().detach()
 
 
 class FullCapacityUnitaryCell(ComplexStateCell):
@@ -12,16 +24,29 @@ class FullCapacityUnitaryCell(ComplexStateCell):
 
     W is not moved by the optimizer: after each optimizer step it follows the Cayley retraction along the
     Stiefel manifold, with G = ∂L/∂Re W + i ∂L/∂Im W and A = G Wᴴ − W Gᴴ (skew-Hermitian):
-    W ← (I + λ/2 A)⁻¹ (I − λ/2 A) W, λ = `manifold_lr`. Outputs are [Re h, Im h].
+    W ← (I + λ/2 A)⁻¹ (I − λ/2 A) W, λ = `manifold_lr` (the paper's eqs. 8–9; the authors' released code
+    divides G by its RMSprop norm first). Outputs are [Re h, Im h].
+
+    W starts Haar-random (`init="haar"`) or as the product of a random uRNN's factors (`"urnn_product"`, the authors'
+    MNIST initialisation); V, the modReLU bias and h_0 start as `ComplexStateCell` says.
     """
 
     def __init__(
-        self, input_size: int, hidden_size: int, manifold_lr: float = 1e-3, trainable_h0: bool = False
+        self,
+        input_size: int,
+        hidden_size: int,
+        manifold_lr: float = 1e-3,
+        init: str = "haar",
+        input_init: str = "normal",
+        trainable_h0: bool = False,
+        mod_bias_bound: float = 0.0,
     ) -> None:
-        super().__init__(input_size, hidden_size, trainable_h0=trainable_h0)
+        super().__init__(input_size, hidden_size, input_init, trainable_h0, mod_bias_bound)
         check_positive("manifold_lr", manifold_lr, 1e-3)
+        if init not in RECURRENT_INITS:
+            raise ConfigError(f"model.init must be one of {', '.join(RECURRENT_INITS)}, got {init!r}")
         self.manifold_lr = float(manifold_lr)
-        w = random_unitary(self.hidden_size)
+        w = random_unitary(self.hidden_size) if init == "haar" else urnn_product_unitary(self.hidden_size)
         self.w_real = nn.Parameter(w.real.contiguous())
         self.w_imag = nn.Parameter(w.imag.contiguous())
 
