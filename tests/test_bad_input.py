@@ -222,7 +222,7 @@ def test_a_valid_command_line_passes_the_pre_check(arguments):
         (["hydra/launcher=nope"], "unknown hydra/launcher 'nope'; choose one of: basic,"),
         (["-m", "hydra/launcher=basic,nope"], "unknown hydra/launcher 'nope'"),
         (["-m", "callbacks=[default],[nope]"], "unknown callbacks 'nope'"),
-        (["experiment=nope"], "unknown experiment 'nope'; choose one of: ode_compare, paper_"),
+        (["experiment=nope"], "unknown experiment 'nope'; choose one of: comparison_pdigits, ode_compare, paper_"),
         (["~foo"], "Could not delete from config. 'foo' does not exist."),
         (["model.eps=0.1,0.2"], "Ambiguous value for argument 'model.eps=0.1,0.2'; 1. To use it as a list"),
         (["-m", "trainer.max_epoch=1,2"], "trainer.max_epoch is not in the config; did you mean trainer.max_epochs?"),
