@@ -78,6 +78,15 @@ def test_permuted_mnist_uses_one_permutation_of_784_positions(tiny_mnist):
     assert torch.equal(x[0], datamodule.splits["test"][0][0].float()[datamodule.permutation] / 255)
 
 
+def test_standardized_mnist_is_the_unit_pixels_shifted_by_mnist_mean_and_std(tiny_mnist):
+    kwargs = {"data_dir": str(tiny_mnist), "download": False, "val_size": 50, "permutation_seed": 92916}
+    plain, standardized = MNISTDataModule(**kwargs), MNISTDataModule(**kwargs, standardize=True)
+    x, _ = _first_batch(plain, "test")
+    x_std, _ = _first_batch(standardized, "test")
+    torch.testing.assert_close(x_std, (x - 0.1307) / 0.3081)
+    assert x_std.min().item() == pytest.approx(-0.1307 / 0.3081)
+
+
 @pytest.mark.parametrize("source", ["full", "test_split"])
 def test_missing_mnist_offline_names_the_directory_and_the_fix(tmp_path, source):
     datamodule = MNISTDataModule(data_dir=str(tmp_path / "nowhere"), source=source, download=False)

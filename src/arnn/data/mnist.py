@@ -12,6 +12,9 @@ from arnn.errors import ConfigError, DataNotFoundError
 SOURCES = ("full", "test_split")
 TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# Mean and std of all pixels of the 60k training images, scaled to [0, 1] (the constants of torchvision's MNIST
+# examples).
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 class MNISTDataModule(PixelSequenceDataModule):
@@ -20,6 +23,7 @@ class MNISTDataModule(PixelSequenceDataModule):
     source=full: the 60k training images (validation split taken from them) and the 10k test images.
     source=test_split: only the 10k test images, split 8000/1000/1000 into train/val/test by `split_seed`,
     so the whole pipeline runs on real MNIST when only the test files are at hand.
+    Pixels are in [0, 1], or standardised to (x − 0.1307)/0.3081 with `standardize`.
     """
 
     seq_len = 784
@@ -27,10 +31,13 @@ class MNISTDataModule(PixelSequenceDataModule):
     pixel_max = 255.0
     test_split_test_size = 1000
 
-    def __init__(self, data_dir: str, source: str = "full", download: bool = True, **kwargs) -> None:
+    def __init__(
+        self, data_dir: str, source: str = "full", download: bool = True, standardize: bool = False, **kwargs
+    ) -> None:
         if source not in SOURCES:
             raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
         self.source = source
+        self.standardize = bool(standardize)
         self.default_val_size = 5000 if source == "full" else 1000
         super().__init__(**kwargs)
         self.data_dir = Path(data_dir)
@@ -63,6 +70,11 @@ class MNISTDataModule(PixelSequenceDataModule):
             MNIST(self.data_dir, train=False, download=self.download)
         except RuntimeError as error:  # torchvision's "Dataset not found" and "Error downloading ..."
             raise self._missing("files") from error
+
+    def to_sequences(self, x: Tensor) -> Tensor:
+        """Stored images → [0, 1] (permuted if configured), standardised if configured."""
+        x = super().to_sequences(x)
+        return (x - MNIST_MEAN) / MNIST_STD if self.standardize else x
 
     def load(self) -> tuple[Split, Split]:
         try:
