@@ -207,8 +207,6 @@ def _check(*arguments: str) -> str | None:
         ["callbacks=[default,jacobian_spectrum]", "model=arnn"],
         ["-m", "model=arnn,lstm", "model.eps=0.1,0.2", "callbacks=[default],[default,jacobian_spectrum]"],
         ["-m", "hydra/launcher=submitit_local", "model.hidden_size=range(8,17,8)"],
-        # data_dir exists only in the swept experiments' data, not in the default (digits)
-        ["-m", "experiment=paper_pmnist_kru_quick,paper_smnist_lstm_quick", "data.data_dir=/data", "seed=1,2"],
         [f"experiment={EXPERIMENT}", "+trainer.precision=16-mixed", "~callbacks.lr_monitor"],
         ["--cfg", "job", "model=lstm"],
         ["hydra.run.dir=outputs/a new folder/run"],
@@ -227,11 +225,6 @@ def test_a_valid_command_line_passes_the_pre_check(arguments):
         (["experiment=nope"], "unknown experiment 'nope'; choose one of: comparison_pdigits, ode_compare, paper_"),
         (["~foo"], "Could not delete from config. 'foo' does not exist."),
         (["model.eps=0.1,0.2"], "Ambiguous value for argument 'model.eps=0.1,0.2'; 1. To use it as a list"),
-        (
-            ["-m", "experiment=paper_pmnist_kru_quick,ode_compare", "data.data_dir=/data"],
-            "data.data_dir is not in the config; to add a new key, write +data.data_dir=/data (in the job with "
-            "experiment=ode_compare)",
-        ),
         (["-m", "trainer.max_epoch=1,2"], "trainer.max_epoch is not in the config; did you mean trainer.max_epochs?"),
         (
             ["-m", "foo.bar=interval(0,1)"],

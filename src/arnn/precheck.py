@@ -2,10 +2,9 @@
 
 The overrides are composed with Hydra's compose API exactly as `hydra.main` will compose them, so Hydra's own
 errors (override syntax, an unknown config-group choice, a key that is not in the config) become one line here,
-before anything is written, instead of Hydra's several lines. With --multirun each value of a swept config group
-is composed with the other overrides (a key such as data.data_dir may exist only under some experiments), and the
-keys of the value sweeps are checked against the first job's config. Last, the run (or sweep) directory must be
-creatable.
+before anything is written, instead of Hydra's several lines. With --multirun the sweep overrides are left out of
+that composition, as Hydra does, and their keys and choices are checked one by one. Last, the run (or sweep)
+directory must be creatable.
 """
 
 import difflib
@@ -47,32 +46,14 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
     sweeps = [override for override in overrides if args.multirun and override.is_sweep_override()]
     with initialize_config_dir(config_dir=str(conf_dir), version_base=HYDRA_VERSION_BASE):
         loader = GlobalHydra.instance().config_loader()
-        group_sweeps = [o for o in sweeps if o.value_type in _CHOICE_SWEEPS and _is_group(o, loader)]
-        if message := _unknown_choice(group_sweeps, loader):
-            return message
         job_overrides = [override.input_line for override in overrides if override not in sweeps]
-        # Each value of a swept group composes with the other overrides (`-m experiment=a,b data.data_dir=x`, where
-        # data_dir exists only in the experiments' data); the other swept groups at their first value.
-        first = [f"{o.key_or_group}={next(o.sweep_string_iterator())}" for o in group_sweeps]
-        others = [
-            [*first[:i], f"{o.key_or_group}={value}", *first[i + 1 :]]
-            for i, o in enumerate(group_sweeps)
-            for value in list(o.sweep_string_iterator())[1:]
-        ]
-        cfg = None  # the first job's config: the value sweeps' keys are checked against it
-        for chosen in [first, *others]:
-            try:
-                composed = compose(
-                    args.config_name or config_name, overrides=job_overrides + chosen, return_hydra_config=True
-                )
-            except MissingConfigException as error:
-                return _missing_config(error, loader)
-            except ConfigCompositionException as error:
-                message = _composition_error(error, overrides)
-                return f"{message} (in the job with {' '.join(chosen)})" if chosen else message
-            if cfg is None:
-                cfg = composed
-        if message := _sweep_error([o for o in sweeps if o not in group_sweeps], cfg, loader):
+        try:
+            cfg = compose(args.config_name or config_name, overrides=job_overrides, return_hydra_config=True)
+        except MissingConfigException as error:
+            return _missing_config(error, loader)
+        except ConfigCompositionException as error:
+            return _composition_error(error, overrides)
+        if message := _sweep_error(sweeps, cfg, loader):
             return message
     if not _runs_jobs(args):
         return None
@@ -125,27 +106,18 @@ def _unknown_key(override: Override, parent: DictConfig | None) -> str:
     return f"{key} is not in the config; did you mean {suggestion}? (to add a new key: +{override.input_line})"
 
 
-def _is_group(override: Override, loader: ConfigLoader) -> bool:
-    return bool(loader.get_group_options(override.key_or_group))
-
-
-def _unknown_choice(group_sweeps: list[Override], loader: ConfigLoader) -> str | None:
-    """A choice of a swept config group that does not exist (`-m model=arnn,nope`, `-m callbacks=[default],[nope]`)."""
-    for override in group_sweeps:
-        for value in _choices(override):
-            group, _, name = f"{override.key_or_group}/{value}".rpartition("/")
-            if name not in (options := loader.get_group_options(group)):
-                return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
-    return None
-
-
 def _sweep_error(sweeps: list[Override], cfg: DictConfig, loader: ConfigLoader) -> str | None:
-    """Sweeps of values (`-m model.hiden_size=1,2`): each key must be in the config."""
+    """Sweep overrides (`-m model=arnn,nope`, `-m model.hiden_size=1,2`): each choice must exist, each key too."""
     for override in sweeps:
         key = override.key_or_group
         if key in cfg.hydra.runtime.choices:
-            continue
-        if not (override.is_add() or override.is_force_add() or override.is_delete()):
+            if override.value_type not in _CHOICE_SWEEPS:
+                continue
+            for value in _choices(override):
+                group, _, name = f"{key}/{value}".rpartition("/")
+                if name not in (options := loader.get_group_options(group)):
+                    return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
+        elif not (override.is_add() or override.is_force_add() or override.is_delete()):
             if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is _ABSENT:
                 parent_path = key.rpartition(".")[0]
                 return _unknown_key(override, OmegaConf.select(cfg, parent_path) if parent_path else cfg)
