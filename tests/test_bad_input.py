@@ -207,6 +207,8 @@ def _check(*arguments: str) -> str | None:
         ["callbacks=[default,jacobian_spectrum]", "model=arnn"],
         ["-m", "model=arnn,lstm", "model.eps=0.1,0.2", "callbacks=[default],[default,jacobian_spectrum]"],
         ["-m", "hydra/launcher=submitit_local", "model.hidden_size=range(8,17,8)"],
+        # a key that only the swept experiments' data has, set in every job with ++
+        ["-m", "experiment=paper_pmnist_kru_quick,paper_smnist_lstm_quick", "++data.data_dir=/data", "seed=1,2"],
         [f"experiment={EXPERIMENT}", "+trainer.precision=16-mixed", "~callbacks.lr_monitor"],
         ["--cfg", "job", "model=lstm"],
         ["hydra.run.dir=outputs/a new folder/run"],
@@ -225,6 +227,11 @@ def test_a_valid_command_line_passes_the_pre_check(arguments):
         (["experiment=nope"], "unknown experiment 'nope'; choose one of: comparison_pdigits, ode_compare, paper_"),
         (["~foo"], "Could not delete from config. 'foo' does not exist."),
         (["model.eps=0.1,0.2"], "Ambiguous value for argument 'model.eps=0.1,0.2'; 1. To use it as a list"),
+        (
+            ["-m", "experiment=paper_pmnist_kru_quick,paper_smnist_lstm_quick", "data.data_dir=/data"],
+            "data.data_dir is not in the config that a sweep over experiment starts from; write ++data.data_dir=/data "
+            "to set it in every job",
+        ),
         (["-m", "trainer.max_epoch=1,2"], "trainer.max_epoch is not in the config; did you mean trainer.max_epochs?"),
         (
             ["-m", "foo.bar=interval(0,1)"],

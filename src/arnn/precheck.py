@@ -3,8 +3,8 @@
 The overrides are composed with Hydra's compose API exactly as `hydra.main` will compose them, so Hydra's own
 errors (override syntax, an unknown config-group choice, a key that is not in the config) become one line here,
 before anything is written, instead of Hydra's several lines. With --multirun the sweep overrides are left out of
-that composition, as Hydra does, and their keys and choices are checked one by one. Last, the run (or sweep)
-directory must be creatable.
+that composition, as Hydra does, and their keys and choices are checked one by one (a key that only the choices of
+a swept group have needs ++). Last, the run (or sweep) directory must be creatable.
 """
 
 import difflib
@@ -47,18 +47,30 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
     with initialize_config_dir(config_dir=str(conf_dir), version_base=HYDRA_VERSION_BASE):
         loader = GlobalHydra.instance().config_loader()
         job_overrides = [override.input_line for override in overrides if override not in sweeps]
+        swept_groups = [o.key_or_group for o in sweeps if loader.get_group_options(o.key_or_group)]
         try:
             cfg = compose(args.config_name or config_name, overrides=job_overrides, return_hydra_config=True)
         except MissingConfigException as error:
             return _missing_config(error, loader)
         except ConfigCompositionException as error:
-            return _composition_error(error, overrides)
+            message = _composition_error(error, overrides)
+            if swept_groups and " is not in the config" in message:
+                # Hydra composes the sweep's base config without the swept groups, so a key that only their
+                # choices have (e.g. data.data_dir of the experiments' data) needs ++ (add, or set where present)
+                key = message.split(" ", 1)[0]
+                value = next(o.input_line for o in overrides if o.key_or_group == key).split("=", 1)[1]
+                return (
+                    f"{key} is not in the config that a sweep over {', '.join(swept_groups)} starts from; write "
+                    f"++{key}={value} to set it in every job"
+                )
+            return message
         if message := _sweep_error(sweeps, cfg, loader):
             return message
     if not _runs_jobs(args):
         return None
     HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the directory's interpolation
-    return _output_dir_error(cfg, args.multirun) or _value_error(cfg, args.multirun)
+    # With a swept group the base config is no job's config: each job checks its own values when it starts.
+    return _output_dir_error(cfg, args.multirun) or (None if swept_groups else _value_error(cfg, args.multirun))
 
 
 def _syntax_error(error: OverrideParseException) -> str:
