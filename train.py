@@ -15,12 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from arnn.build import CONF_DIR, CONFIG_NAME, HYDRA_VERSION_BASE
 from arnn.errors import DivergedError, UserError, find_user_error
-from arnn.precheck import HYDRA_VERSION_BASE, command_line_error
+from arnn.precheck import command_line_error
 from arnn.resume import resume_arguments
-
-CONF_DIR = Path(__file__).parent / "conf"
-CONFIG_NAME = "train"
 
 
 def log_to_file(message: str) -> None:
@@ -49,7 +47,7 @@ def only_hydra_files(run_dir: Path) -> bool:
     return all(path.name == ".hydra" or path.suffix == ".log" for path in run_dir.iterdir())
 
 
-@hydra.main(version_base=HYDRA_VERSION_BASE, config_path="conf", config_name=CONFIG_NAME)
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_path=str(CONF_DIR), config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
     """Run one job and return the metric a sweeper optimises; user mistakes end in one line (also written to the
     job's log) and exit 1, except a diverged job of a sweep, which is reported and scored NaN so the other settings

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torchvision.datasets import CIFAR10
 
+from arnn.build import compose
 from arnn.cells.base import SequenceEncoder
 from arnn.lit import SequenceClassifier
 
@@ -32,9 +32,7 @@ torch.set_num_threads(1)
 
 def compose_run_cfg(output_dir: Path, overrides: list[str]) -> DictConfig:
     """conf/train.yaml composed with `overrides` as the job receives it, writing into output_dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose(overrides, hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)

@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,25 +135,35 @@ def test_deer_batch_fits_the_jacobians_in_the_memory_budget():
     assert bench.deer_batch(setting, per_sequence - 1) == 0
 
 
-@pytest.mark.parametrize("model", [m for m in bench.ENCODERS if m not in ("rnn", "rnn_relu", "lstm", "gru")])
+@pytest.mark.parametrize("model", bench.MODELS)
 def test_each_cells_recurrent_map_runs_once_per_forward_whatever_the_length(model):
-    encoder = bench.ENCODERS[model](2, 4)
-    name = next((name for name in bench.RECURRENT_MAPS if hasattr(encoder, name)), None)
-    if name is None:  # coRNN applies its weights as stored
-        assert model == "cornn"
+    setting = bench.Setting(batch=2, hidden=4, steps=1, inputs=2, repeats=1, device="cpu", threads=None)
+    encoder = bench.build_encoder(model, "eager" if model in bench.BACKEND_MODELS else bench.NO_BACKEND, setting)
+    if encoder.recurrent_map() is None:  # torch's layers and coRNN apply their weights as stored
+        assert model in ("rnn", "rnn_relu", "lstm", "gru", "cornn")
         return
     calls = []
-    original = getattr(encoder, name)
+    original = encoder.recurrent_map
 
     def counted():
         calls.append(1)
         return original()
 
-    setattr(encoder, name, counted)
+    encoder.recurrent_map = counted
     for steps in (1, 9):
         calls.clear()
         encoder(torch.randn(2, steps, 2))
         assert len(calls) == 1, f"T={steps}"
+
+
+def test_bench_builds_every_model_config_at_the_requested_size():
+    setting = bench.Setting(batch=2, hidden=8, steps=3, inputs=2, repeats=1, device="cpu", threads=None)
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    assert set(bench.MODELS) == {path.stem for path in (conf / "model").glob("*.yaml")}
+    for model in bench.MODELS:
+        encoder = bench.build_encoder(model, bench.NO_BACKEND, setting)
+        outputs, _ = encoder(torch.randn(2, 3, 2))
+        assert (encoder.input_size, encoder.hidden_size, outputs.shape[:2]) == (2, 8, (2, 3)), model
 
 
 TINY_EPOCH = ["model.hidden_size=8", "logger=csv", "callbacks.rich_progress_bar=null", "data.batch_size=32"]

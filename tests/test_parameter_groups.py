@@ -7,8 +7,8 @@ import pytest
 import torch
 from omegaconf import open_dict
 
+from arnn.build import build_module
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
-from arnn.checkpoint import build_module
 from arnn.errors import ConfigError
 from arnn.lit import SequenceClassifier
 from tests.conftest import compose_run_cfg

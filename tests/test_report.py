@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from arnn import report
 from arnn.analysis import sysid_units
+from arnn.build import compose
 from arnn.errors import UserError
 from arnn.report import FailedJob, Job, load_jobs, write_report
 from tests.conftest import FAST, ROOT, run_cli
@@ -163,12 +162,9 @@ def test_report_rejects_a_multirun_without_finished_jobs(tmp_path):
 def test_sysid_units_experiments_sweep_three_models_seven_sizes_two_snrs_and_the_realisations():
     sweeps = {}
     for experiment in ("sysid_units", "sysid_units_quick"):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        cfg = compose([f"experiment={experiment}"], hydra_config=True)
         sweeps[experiment] = cfg.hydra.sweeper.params
         assert cfg.data.batch_size == 10 and cfg.optimizer.lr == 0.01 and cfg.monitor.metric == "val/r2"
-    GlobalHydra.instance().clear()
     assert dict(sweeps["sysid_units"]) == {
         "model": "rnn_relu,svd_urnn,lstm",
         "model.hidden_size": "range(2,16,2)",

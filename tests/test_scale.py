@@ -10,7 +10,6 @@ import pytorch_lightning as pl
 import submitit
 import wandb
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -18,6 +17,7 @@ from omegaconf import OmegaConf
 from submitit.core.utils import DelayedSubmission
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
+from arnn.build import compose, hydra_configs
 from arnn.checkpoint import load_model
 from arnn.ddp import check_rank_launch
 from arnn.errors import ConfigError
@@ -93,21 +93,15 @@ def sbatch_scripts(tmp_path, monkeypatch) -> list[str]:
 
 def compose_with_hydra(*overrides: str):
     """conf/train.yaml with the `hydra` node, as a multirun sees it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+    return compose(overrides, hydra_config=True)
 
 
 def multirun(*overrides: str) -> None:
     """`python train.py -m <overrides>` in this process, as hydra.main would start it."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            GlobalHydra.instance().hydra.multirun(
-                config_name="train", task_function=train, overrides=list(overrides), with_log_configuration=False
-            )
-    finally:
-        GlobalHydra.instance().clear()
+    with hydra_configs():
+        GlobalHydra.instance().hydra.multirun(
+            config_name="train", task_function=train, overrides=list(overrides), with_log_configuration=False
+        )
 
 
 def test_slurm_launcher_submits_one_array_task_per_job_with_a_task_per_device(tmp_path, sbatch_scripts):

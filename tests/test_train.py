@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from arnn.checkpoint import build_module, load_model
+from arnn.build import build
+from arnn.checkpoint import load_model
 from arnn.train import train
 from tests.conftest import FAST, ROOT, SHARED_DATA, requires_shared_data, run_cli
 
@@ -191,11 +191,7 @@ def test_quick_variant_keeps_the_paper_setting_and_changes_only_budget_and_data_
 @pytest.mark.parametrize("experiment", [name for name in SEED_000_TABLES if "ncifar10" not in name])
 def test_experiment_rows_have_the_papers_parameter_count_within_10_percent(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
-    datamodule = instantiate(cfg.data)  # reads no files: the sizes are facts of the dataset
-    with open_dict(cfg):
-        cfg.model.input_size = datamodule.input_size
-        cfg.task.update(datamodule.task_kwargs)
-    module = build_module(cfg)
+    _, module = build(cfg)  # reads no files: the sizes are facts of the dataset
     count = module.net.free_parameters() + sum(p.numel() for p in module.readout.parameters())
     assert count == pytest.approx(cfg.paper.params, rel=0.1)
 

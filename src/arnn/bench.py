@@ -25,62 +25,28 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from matplotlib import colormaps
+from omegaconf import open_dict
 
 from arnn.analysis.output import analysis_dir, new_figure, save_figure, write_csv
 from arnn.backends import BACKENDS, resolve_backend, scans
 from arnn.backends.parallel import METHODS, gated_step, newton, ungated_step
-from arnn.cells import (
-    AntisymmetricCell,
-    GatedAblationCell,
-    GatedAntisymmetricCell,
-    SequenceEncoder,
-    TorchRecurrentEncoder,
-)
-from arnn.cells.constrained import ContractiveRNNCell, ProjectedOrthogonalRNNCell, SoftOrthogonalRNNCell
-from arnn.cells.full_capacity import FullCapacityUnitaryCell
-from arnn.cells.kronecker import KroneckerRecurrentCell
-from arnn.cells.lipschitz import LipschitzRNNCell
-from arnn.cells.ode import AntisymmetricODECell
-from arnn.cells.ode_time_varying import TimeVaryingAntisymmetricODECell
-from arnn.cells.ode_to_ode import ODEToODECell
-from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
-from arnn.cells.oscillatory import CoupledOscillatorCell
-from arnn.cells.unitary import UnitaryRNNCell
+from arnn.build import CONF_DIR, compose
+from arnn.cells import SequenceEncoder
 from arnn.epoch_time import epoch_table, time_epoch
 from arnn.errors import ConfigError
 
 EPOCH_CONFIG = ("experiment=paper_pmnist_arnn", "logger=csv", "callbacks.rich_progress_bar=null")
 """The epoch `--epoch` times by default: the full pMNIST row as its long run is started."""
 
-ENCODERS: dict[str, Callable[..., SequenceEncoder]] = {
-    "arnn": AntisymmetricCell,
-    "arnn_gated": GatedAntisymmetricCell,
-    "ablation": GatedAblationCell,
-    "rnn": partial(TorchRecurrentEncoder, kind="rnn_tanh"),
-    "rnn_relu": partial(TorchRecurrentEncoder, kind="rnn_relu"),
-    "lstm": partial(TorchRecurrentEncoder, kind="lstm"),
-    "gru": partial(TorchRecurrentEncoder, kind="gru"),
-    "urnn": UnitaryRNNCell,
-    "fcurnn": FullCapacityUnitaryCell,
-    "exprnn": ExpRNNCell,
-    "scornn": ScoRNNCell,
-    "soft_orth": SoftOrthogonalRNNCell,
-    "kru": KroneckerRecurrentCell,
-    "svd_urnn": ProjectedOrthogonalRNNCell,
-    "contractive": ContractiveRNNCell,
-    "cornn": CoupledOscillatorCell,
-    "lipschitz_rnn": LipschitzRNNCell,
-    "ode_arnn": AntisymmetricODECell,
-    "ode_arnn_tv": TimeVaryingAntisymmetricODECell,
-    "odetoode": ODEToODECell,
-}
+MODELS = tuple(sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml")))
+"""Every model the bench times: the configs of conf/model/, built as train.py builds them."""
 # A forkserver child re-runs the main module as __mp_main__; under `python -m arnn.bench` that is this module,
 # already imported by the server (which makes the re-run cheap), and runpy warns about it in every child.
 warnings.filterwarnings("ignore", message="'arnn.bench' found in sys.modules", category=RuntimeWarning)
@@ -177,21 +143,13 @@ class _PeakMemory:
         return max(peak - self.baseline, 0)
 
 
-RECURRENT_MAPS = ("recurrent_operands", "recurrent_matrices", "recurrent_matrix")
-"""The methods by which a cell's forward computes what its loop applies, once per forward, most specific first."""
-
-
-def recurrent_map(encoder: SequenceEncoder) -> Callable[[], Any] | None:
-    """What the encoder's forward computes once from its weights before the time loop (the orthogonal cells'
-    exp / Cayley map, M = W − Wᵀ − γI, the uRNN and KRU factors, Lipschitz's A_β and W_β), or None for torch's
-    layers and coRNN, which use their weights as stored."""
-    name = next((name for name in RECURRENT_MAPS if hasattr(encoder, name)), None)
-    return getattr(encoder, name) if name else None
-
-
-def _build(model: str, backend: str, setting: Setting) -> SequenceEncoder:
-    options = {} if backend == NO_BACKEND else {"backend": backend}
-    return ENCODERS[model](setting.inputs, setting.hidden, **options).to(setting.device)
+def build_encoder(model: str, backend: str, setting: Setting) -> SequenceEncoder:
+    """conf/model/<model>.yaml at the setting's sizes (and `backend`, for the A-RNN models), on its device."""
+    overrides = [f"model={model}", f"model.hidden_size={setting.hidden}"]
+    cfg = compose(overrides + ([] if backend == NO_BACKEND else [f"model.backend={backend}"]))
+    with open_dict(cfg):
+        cfg.model.input_size = setting.inputs
+    return instantiate(cfg.model).to(setting.device)
 
 
 def _median_seconds(fn: Callable[[], Any], setting: Setting, calls: int = 20) -> float:
@@ -231,17 +189,16 @@ def measure(model: str, backend: str, setting: Setting, sweep: list[Setting]) ->
     if setting.threads:
         torch.set_num_threads(setting.threads)
     torch.manual_seed(0)
-    encoder = _build(model, backend, setting)
+    encoder = build_encoder(model, backend, setting)
     memory = _PeakMemory(torch.device(setting.device))
     forward_s, seconds = _time_training(encoder, setting)
     peak = memory.rise()
-    compute_map = recurrent_map(encoder)
-    map_s = _median_seconds(compute_map, setting) if compute_map else None
+    map_s = _median_seconds(encoder.recurrent_map, setting) if encoder.recurrent_map() is not None else None
     results = [
         Measurement(model, backend, setting.batch, setting.hidden, setting.steps, forward_s, seconds, peak, map_s)
     ]
     for point in sweep:
-        times = _time_training(_build(model, backend, point), point)
+        times = _time_training(build_encoder(model, backend, point), point)
         results.append(Measurement(model, backend, point.batch, point.hidden, point.steps, *times))
     return results
 
@@ -260,14 +217,13 @@ def measure_parallel(model: str, method: str, setting: Setting) -> ParallelMeasu
         torch.set_num_threads(setting.threads)
     torch.manual_seed(0)
     device = torch.device(setting.device)
-    cell = _build(model, "eager", setting)
+    cell = build_encoder(model, "eager", setting)
     step = gated_step if cell.gates == 2 else ungated_step
     eager = scans("eager")[cell.gates - 1]
 
     def inputs(steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = torch.randn(steps, setting.batch, setting.inputs, device=device)
-        u = cell.input_proj(x).view(steps, setting.batch, cell.gates, setting.hidden).squeeze(2)
-        return u, cell.default_state(setting.batch, x), cell.recurrent_matrix()
+        x = torch.randn(setting.batch, steps, setting.inputs, device=device)
+        return cell.project_inputs(x), cell.default_state(setting.batch, x), cell.recurrent_map()
 
     with torch.no_grad():
         newton(step, *inputs(4), cell.eps, method=method)
@@ -455,7 +411,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=_positive_int, default=784)
     parser.add_argument("--inputs", type=_positive_int, default=1)
     parser.add_argument("--repeats", type=_positive_int, default=3)
-    parser.add_argument("--models", default=",".join(ENCODERS), help=f"comma-separated, from {', '.join(ENCODERS)}")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument(
         "--backends",
         default=None,
@@ -550,8 +506,8 @@ def main(argv: list[str] | None = None) -> None:
         epoch_main(args)
         return
     models = _comma_list(args.models)
-    if unknown := [m for m in models if m not in ENCODERS]:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(ENCODERS)}")
+    if unknown := [m for m in models if m not in MODELS]:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     methods = _comma_list(args.parallel_methods)
     if unknown := [m for m in methods if m not in METHODS]:
         parser.error(f"unknown parallel method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")

@@ -8,19 +8,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from lightning_fabric.plugins.io import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from arnn.build import build_module
 from arnn.errors import UserError
 
 CONFIG_KEY = "arnn_config"
-
-
-def build_module(cfg: DictConfig) -> pl.LightningModule:
-    """The task's LightningModule around the configured encoder (cfg.model already holds input_size)."""
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    return instantiate(cfg.task, net=instantiate(cfg.model), optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
 
 
 class ConfigInCheckpoint(pl.Callback):

@@ -14,10 +14,8 @@ from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser  # the parser hydra.main reads the command line with
 from hydra.core.config_loader import ConfigLoader
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
@@ -25,7 +23,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-HYDRA_VERSION_BASE = "1.3"
+from arnn.build import compose, hydra_configs
 
 _CHOICE_SWEEPS = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP)
 _ABSENT = object()
@@ -44,12 +42,11 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
     except OverrideParseException as error:
         return _syntax_error(error)
     sweeps = [override for override in overrides if args.multirun and override.is_sweep_override()]
-    with initialize_config_dir(config_dir=str(conf_dir), version_base=HYDRA_VERSION_BASE):
-        loader = GlobalHydra.instance().config_loader()
+    with hydra_configs(conf_dir) as loader:
         job_overrides = [override.input_line for override in overrides if override not in sweeps]
         swept_groups = [o.key_or_group for o in sweeps if loader.get_group_options(o.key_or_group)]
         try:
-            cfg = compose(args.config_name or config_name, overrides=job_overrides, return_hydra_config=True)
+            cfg = compose(job_overrides, config_name=args.config_name or config_name, hydra_config=True)
         except MissingConfigException as error:
             return _missing_config(error, loader)
         except ConfigCompositionException as error:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
+from arnn.build import compose
 from arnn.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -40,10 +39,7 @@ def _runs_root(arguments: list[str], conf_dir: Path) -> Path:
     plain = [
         a for a in arguments if not a.startswith(("-", "hydra")) and not parser.parse_override(a).is_sweep_override()
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
-        cfg = compose("train", overrides=plain)
-    GlobalHydra.instance().clear()
+    cfg = compose(plain, conf_dir=conf_dir)
     return Path(cfg.paths.log_dir) / str(cfg.task_name)
 
 

@@ -13,12 +13,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from arnn.checkpoint import ConfigInCheckpoint, build_module, check_fits, remove_stale_temporaries
+from arnn.build import build
+from arnn.checkpoint import ConfigInCheckpoint, check_fits, remove_stale_temporaries
 from arnn.ddp import check_rank_launch
 from arnn.errors import ConfigError, DivergedError
 from arnn.learning_check import LearningCheck
@@ -184,11 +185,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("%s already finished (%s); nothing to resume", cfg.paths.output_dir, METRICS_FILE)
         return json.loads(finished.read_text())["metrics"]
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    with open_dict(cfg):
-        cfg.model.input_size = datamodule.input_size
-        cfg.task.update(datamodule.task_kwargs)
-    module = build_module(cfg)
+    datamodule, module = build(cfg)
     ckpt_path = start_checkpoint(cfg)
     if ckpt_path:
         check_epochs_left(check_fits(ckpt_path, module), ckpt_path, cfg)

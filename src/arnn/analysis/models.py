@@ -4,28 +4,20 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from arnn.checkpoint import CONFIG_KEY, build_module, module_from_checkpoint, read_checkpoint
+from arnn.build import build, compose
+from arnn.checkpoint import CONFIG_KEY, module_from_checkpoint, read_checkpoint
 from arnn.lit.base import TaskModule
 from arnn.wandb_mode import register_resolver
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
-
 
 def compose_config(overrides: list[str]) -> DictConfig:
-    """conf/train.yaml composed with `overrides` as train.py would, without Hydra's own run settings."""
+    """conf/train.yaml composed with `overrides` as train.py would, without a logger or a run directory."""
     register_resolver()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=["logger=none", *overrides])
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = compose(["logger=none", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = "."
     return cfg
@@ -34,11 +26,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
 def fresh_model(cfg: DictConfig) -> tuple[TaskModule, pl.LightningDataModule]:
     """The task module at initialisation (seeded by cfg.seed) and its datamodule, sizes filled in."""
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    with open_dict(cfg):
-        cfg.model.input_size = datamodule.input_size
-        cfg.task.update(datamodule.task_kwargs)
-    return build_module(cfg).eval(), datamodule
+    datamodule, module = build(cfg)
+    return module.eval(), datamodule
 
 
 def trained_model(checkpoint: Path) -> tuple[TaskModule, pl.LightningDataModule]:

@@ -39,18 +39,25 @@ class _EulerCell(SequenceEncoder):
         """M, the matrix applied to h_{t-1}."""
         raise NotImplementedError
 
+    def recurrent_map(self) -> Tensor:
+        return self.recurrent_matrix()
+
     def default_state(self, batch_size: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch_size, self.hidden_size)
+
+    def project_inputs(self, x: Tensor) -> Tensor:
+        """V x_t + b of all steps of x (B, T, m) in one matmul, time-major so the scan reads contiguous rows:
+        (T, B, n), or (T, B, 2, n) for the gated cells (gate, candidate)."""
+        u = self.input_proj(x.transpose(0, 1).contiguous())
+        return u.view(*u.shape[:2], self.gates, self.hidden_size).squeeze(2)
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h0 = self.default_state(x.shape[0], x) if state is None else state
         if self.backend == "unrolled":
             return unrolled(self.step, x, h0)
-        # Input projections of all steps in one matmul, time-major so the scan reads contiguous rows.
-        u = self.input_proj(x.transpose(0, 1).contiguous())
-        u = u.view(*u.shape[:2], self.gates, self.hidden_size).squeeze(2)
+        u = self.project_inputs(x)
         ungated, gated = scans(resolve_backend(self.backend, u.device, self.hidden_size, u.dtype))
-        h_all = (gated if self.gates == 2 else ungated)(u, h0, self.recurrent_matrix(), self.eps)
+        h_all = (gated if self.gates == 2 else ungated)(u, h0, self.recurrent_map(), self.eps)
         return h_all.transpose(0, 1), h_all[-1]
 
 
@@ -102,6 +109,9 @@ class StoredAntisymmetric:
         """M = W − Wᵀ − γI."""
         eye = torch.eye(self.hidden_size, device=self.w_upper.device, dtype=self.w_upper.dtype)
         return self.antisymmetric_matrix() - self.gamma * eye
+
+    def recurrent_map(self) -> Tensor:
+        return self.recurrent_matrix()
 
 
 class _Antisymmetric(StoredAntisymmetric, _EulerCell):

@@ -66,6 +66,11 @@ class SequenceEncoder(nn.Module, ABC):
         default."""
         return {}
 
+    def recurrent_map(self) -> Any:
+        """What forward computes from the weights once, before its time loop (M = W − Wᵀ − γI, an exp or Cayley
+        map, unitary factors), for timing and analysis; None when the loop uses the weights as stored."""
+        return None
+
     def after_optimizer_step(self) -> None:
         """Called after each optimizer step, gradients still in place; a no-op unless a cell needs it."""
 

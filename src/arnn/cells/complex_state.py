@@ -37,7 +37,7 @@ class ComplexStateCell(SequenceEncoder):
     Initialisation: V ~ N(0, 1/(2m)) (`input_init="normal"`) or Glorot-uniform (`"glorot"`, the uRNN code's);
     modReLU bias U(±mod_bias_bound); h_0 zero, or trained from U(±√(3/2n)) (`trainable_h0`, the uRNN code's).
 
-    Subclasses say how W acts: `recurrent_operands()` is computed once per forward (a matrix, factors, ...)
+    Subclasses say how W acts: `recurrent_operands()` is computed once per forward (`recurrent_map`: a matrix, factors)
     and `apply_recurrent(h, operands)` returns W h for each row of h. Outputs are [Re h, Im h] (2n features).
     """
 
@@ -74,6 +74,9 @@ class ComplexStateCell(SequenceEncoder):
     def apply_recurrent(self, h: Tensor, operands: Any) -> Tensor:
         """W h for each row of h (B, n)."""
 
+    def recurrent_map(self) -> Any:
+        return self.recurrent_operands()
+
     @property
     def output_size(self) -> int:
         return 2 * self.hidden_size
@@ -96,6 +99,6 @@ class ComplexStateCell(SequenceEncoder):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h0 = self.default_state(x.shape[0], x) if state is None else state
-        operands = self.recurrent_operands()
+        operands = self.recurrent_map()
         states, h = unrolled(lambda u_t, h: self._recur(u_t, h, operands), self._project(x), h0)
         return torch.cat([states.real, states.imag], dim=-1), h

@@ -35,6 +35,9 @@ class ElmanCell(SequenceEncoder):
     def recurrent_matrix(self) -> Tensor:
         """W."""
 
+    def recurrent_map(self) -> Tensor:
+        return self.recurrent_matrix()
+
     def default_state(self, batch_size: int, like: Tensor) -> Tensor:
         return like.new_zeros(batch_size, self.hidden_size)
 
@@ -46,5 +49,5 @@ class ElmanCell(SequenceEncoder):
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h0 = self.default_state(x.shape[0], x) if state is None else state
-        w_t = self.recurrent_matrix().t()
+        w_t = self.recurrent_map().t()
         return unrolled(lambda u_t, h: self._recur(u_t, h, w_t), self.input_proj(x), h0)

@@ -58,6 +58,9 @@ class LipschitzRNNCell(SequenceEncoder):
         self.m_a = nn.Parameter(torch.randn(n, n) * (self.init_std / n))
         self.m_w = nn.Parameter(torch.randn(n, n) * (self.init_std / n))
 
+    def recurrent_map(self) -> tuple[Tensor, Tensor]:
+        return self.recurrent_matrices()
+
     def recurrent_matrices(self) -> tuple[Tensor, Tensor]:
         """(A_β, W_β)."""
         return (
@@ -67,7 +70,7 @@ class LipschitzRNNCell(SequenceEncoder):
 
     def _stacked_transposes(self) -> Tensor:
         """[A_βᵀ W_βᵀ] (n, 2n), so A_β h and W_β h come from one matmul per step."""
-        return torch.cat(self.recurrent_matrices(), dim=0).t()
+        return torch.cat(self.recurrent_map(), dim=0).t()
 
     def _recur(self, u_t: Tensor, h: Tensor, aw_t: Tensor) -> Tensor:
         ah, wh = (h @ aw_t).split(self.hidden_size, dim=-1)

@@ -242,15 +242,13 @@ class AntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODECell):
         # The adjoint pass integrates one extra state per adjoint parameter: with V and b there, rather than the
         # (T, B, n) drive, each of its T solves stays O(B n + n²) instead of O(T B n).
         projection = (self.input_proj.weight, self.input_proj.bias)
-        field = PiecewiseConstantField(
-            self.recurrent_matrix(), inputs, times, ACTIVATIONS[self.activation][0], projection
-        )
+        field = PiecewiseConstantField(self.recurrent_map(), inputs, times, ACTIVATIONS[self.activation][0], projection)
         parameters = (field.matrix, *projection, *((inputs,) if inputs.requires_grad else ()))
         return self.integrate(field, x0, times, parameters)
 
     def vector_field(self, drive: Tensor, times: Tensor) -> PiecewiseConstantField:
         """f(t, x) for the drive V u_k + b (T, B, n) held over the grid `times` (T + 1)."""
-        return PiecewiseConstantField(self.recurrent_matrix(), drive, times, ACTIVATIONS[self.activation][0])
+        return PiecewiseConstantField(self.recurrent_map(), drive, times, ACTIVATIONS[self.activation][0])
 
     def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         outputs, final = super().forward(x, state)

@@ -123,6 +123,9 @@ class TimeVaryingAntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODEC
         self.g = parameter_map(g, n, self.flow_width, "g")
         self.h = parameter_map(h, n, self.flow_width, "h")
 
+    def recurrent_map(self) -> tuple[Tensor, Tensor]:
+        return self.recurrent_operands()
+
     def recurrent_operands(self) -> tuple[Tensor, Tensor]:
         """(A(0), b(0)): A(0) = W, strictly upper triangular (`w_upper`), computed once per solve."""
         n = self.hidden_size
@@ -132,7 +135,7 @@ class TimeVaryingAntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODEC
     def trajectories(self, inputs: Tensor, x0: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x (T + 1, B, n), A (T + 1, n, n) and b (T + 1, n) at t_0 = 0, ..., t_T under the inputs (T, B, m)."""
         times = self.grid(inputs.shape[0], x0)
-        a0, b0 = self.recurrent_operands()
+        a0, b0 = self.recurrent_map()
         y0 = torch.cat([x0, a0, b0.unsqueeze(0)])
         weight = self.input_proj.weight
         if not self.adjoint:

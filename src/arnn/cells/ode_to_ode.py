@@ -78,6 +78,9 @@ class ODEToODECell(PiecewiseConstantODECell):
         self.rotation_upper = nn.Parameter(torch.zeros(n * (n - 1) // 2))  # K, strict upper triangle
         self.pull = nn.Parameter(torch.zeros(n, n))  # P
 
+    def recurrent_map(self) -> tuple[Tensor, Tensor]:
+        return self.recurrent_operands()
+
     def recurrent_operands(self) -> tuple[Tensor, Tensor]:
         """(W(0), K), K strictly upper triangular, computed once per solve."""
         n = self.hidden_size
@@ -91,7 +94,7 @@ class ODEToODECell(PiecewiseConstantODECell):
 
     def weights(self, steps: int) -> Tensor:
         """W_0, ..., W_steps (steps + 1, n, n) at t_k = k·dt, by Lie–Euler steps W_{k+1} = W_k exp(dt b_θ(W_k))."""
-        w, upper = self.recurrent_operands()
+        w, upper = self.recurrent_map()
         flow = [w]
         for _ in range(steps):
             w = w @ torch.linalg.matrix_exp(self.dt * self.generator(w, upper))
