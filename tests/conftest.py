@@ -17,9 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torchvision.datasets import CIFAR10
 
-from arnn.build import compose
 from arnn.cells.base import SequenceEncoder
 from arnn.lit import SequenceClassifier
+from arnn.runs.build import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

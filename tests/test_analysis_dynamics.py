@@ -19,9 +19,9 @@ from arnn.analysis.state import StateLayout
 from arnn.cells import AntisymmetricCell, GatedAntisymmetricCell, TorchRecurrentEncoder
 from arnn.cells.oscillatory import CoupledOscillatorCell
 from arnn.cells.unitary import UnitaryRNNCell
-from arnn.checkpoint import CONFIG_KEY
 from arnn.lit import SequenceClassifier
-from arnn.train import train
+from arnn.runs.checkpoint import CONFIG_KEY
+from arnn.runs.train import train
 
 CELLS = {
     "arnn_eager": partial(AntisymmetricCell, backend="eager"),

@@ -17,7 +17,7 @@ from arnn.analysis import gradient_bound, gradient_cancellation, ode_linearity
 from arnn.analysis.gradient_bound import ode_sensitivity, train_briefly
 from arnn.analysis.models import compose_config, fresh_model, input_batch
 from arnn.errors import UserError
-from arnn.train import train
+from arnn.runs.train import train
 
 LINEARITY_TOL = (1e-10, 1e-12)
 

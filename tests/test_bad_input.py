@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from arnn.cli.precheck import command_line_error
 from arnn.data import MNISTDataModule
 from arnn.errors import DataNotFoundError
-from arnn.precheck import command_line_error
 from tests.conftest import FAST, ROOT, run_cli
 
 CASES = {

@@ -3,7 +3,7 @@ training starts, and leaves the run directory as it was."""
 
 import pytest
 
-from arnn.train import train
+from arnn.runs.train import train
 from tests.conftest import FAST, run_cli
 
 

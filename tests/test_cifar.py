@@ -16,7 +16,7 @@ from arnn.data.cifar import (
     SequentialCIFAR10DataModule,
 )
 from arnn.errors import ConfigError, DataNotFoundError
-from arnn.train import train
+from arnn.runs.train import train
 from tests.conftest import COLOUR, MARKED
 
 

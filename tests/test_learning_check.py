@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from arnn.learning_check import LearningCheck
+from arnn.callbacks.learning_check import LearningCheck
 from tests.conftest import FAST, run_cli
 
 

@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from arnn.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
+from arnn.callbacks.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
 from arnn.report import write_report
 from tests.conftest import run_cli
 

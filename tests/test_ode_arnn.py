@@ -21,7 +21,7 @@ from arnn.cells.ode import (
     symmetric_jacobian_norm,
 )
 from arnn.errors import ConfigError
-from arnn.train import train
+from arnn.runs.train import train
 
 DOUBLE = torch.double
 

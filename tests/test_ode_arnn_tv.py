@@ -9,7 +9,7 @@ import torch
 from arnn.cells.ode import CHUNK_INTERVALS, AntisymmetricODECell
 from arnn.cells.ode_time_varying import TimeVaryingAntisymmetricODECell
 from arnn.errors import ConfigError
-from arnn.train import train
+from arnn.runs.train import train
 
 DOUBLE = torch.double
 

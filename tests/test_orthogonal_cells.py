@@ -7,10 +7,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from arnn.analysis import unitarity_drift
 from arnn.cells.constrained import orthogonality_error
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
 from arnn.errors import ConfigError
-from arnn.experiments import unitarity_drift
 from tests.conftest import train_steps
 
 CELLS = [ExpRNNCell, ScoRNNCell]

@@ -7,10 +7,10 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from arnn.build import build_module
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
 from arnn.errors import ConfigError
 from arnn.lit import SequenceClassifier
+from arnn.runs.build import build_module
 from tests.conftest import compose_run_cfg
 
 RMSPROP = partial(torch.optim.RMSprop, lr=1e-3)

@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 
 from arnn import report
 from arnn.analysis import sysid_units
-from arnn.build import compose
 from arnn.errors import UserError
 from arnn.report import FailedJob, Job, load_jobs, write_report
+from arnn.runs.build import compose
 from tests.conftest import FAST, ROOT, run_cli
 
 SHORT = ["model.hidden_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]

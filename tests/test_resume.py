@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from arnn.checkpoint import AtomicCheckpointIO
+from arnn.cli.resume import resume_arguments
 from arnn.errors import UserError
-from arnn.resume import resume_arguments
+from arnn.runs.checkpoint import AtomicCheckpointIO
 from tests.conftest import ROOT, run_cli
 from tests.faults import KillAtStep, RecordFirstEpoch
 

@@ -17,12 +17,12 @@ from omegaconf import OmegaConf
 from submitit.core.utils import DelayedSubmission
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
-from arnn.build import compose, hydra_configs
-from arnn.checkpoint import load_model
-from arnn.ddp import check_rank_launch
 from arnn.errors import ConfigError
-from arnn.train import train
-from arnn.wandb_mode import flat_hyperparameters, register_resolver, run_group
+from arnn.runs.build import compose, hydra_configs
+from arnn.runs.checkpoint import load_model
+from arnn.runs.ddp import check_rank_launch
+from arnn.runs.train import train
+from arnn.runs.wandb_mode import flat_hyperparameters, register_resolver, run_group
 from tests.conftest import ROOT, run_cli
 
 TINY = ["model.hidden_size=16", "logger=csv", "callbacks.rich_progress_bar=null"]

@@ -14,7 +14,7 @@ from arnn.cells.full_capacity import FullCapacityUnitaryCell
 from arnn.data.sysid import SystemIdentificationDataModule
 from arnn.errors import ConfigError
 from arnn.lit.regressor import SequenceRegressor
-from arnn.train import train
+from arnn.runs.train import train
 
 SMALL = dict(num_sequences=20, seq_len=100, val_size=4)
 

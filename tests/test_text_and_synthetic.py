@@ -16,7 +16,7 @@ from arnn.data.synthetic import AddingDataModule, CopyDataModule
 from arnn.data.text import CharacterTextDataModule
 from arnn.errors import ConfigError, DataNotFoundError
 from arnn.lit.next_token import NextTokenModel
-from arnn.train import train
+from arnn.runs.train import train
 from tests.conftest import SHARED_DATA
 
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"

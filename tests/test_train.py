@@ -10,9 +10,9 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from arnn.build import build
-from arnn.checkpoint import load_model
-from arnn.train import train
+from arnn.runs.build import build
+from arnn.runs.checkpoint import load_model
+from arnn.runs.train import train
 from tests.conftest import FAST, ROOT, SHARED_DATA, requires_shared_data, run_cli
 
 MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))

@@ -7,7 +7,7 @@ import socket
 import pytest
 import wandb
 
-from arnn.wandb_mode import FallbackWandbLogger, unreachable
+from arnn.runs.wandb_mode import FallbackWandbLogger, unreachable
 from tests.conftest import run_cli
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"

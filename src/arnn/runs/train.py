@@ -18,15 +18,16 @@ from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from arnn.build import build
-from arnn.checkpoint import ConfigInCheckpoint, check_fits, remove_stale_temporaries
-from arnn.ddp import check_rank_launch
+from arnn.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from arnn.callbacks.learning_check import LearningCheck
+from arnn.callbacks.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
+from arnn.callbacks.reseed import ReseedEachEpoch
+from arnn.cli.schema import validate
 from arnn.errors import ConfigError, DivergedError
-from arnn.learning_check import LearningCheck
-from arnn.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
-from arnn.resume import LAST_CHECKPOINT, ReseedEachEpoch
-from arnn.schema import validate
-from arnn.wandb_mode import flat_hyperparameters, register_resolver
+from arnn.runs.build import build
+from arnn.runs.checkpoint import LAST_CHECKPOINT, check_fits, remove_stale_temporaries
+from arnn.runs.ddp import check_rank_launch
+from arnn.runs.wandb_mode import flat_hyperparameters, register_resolver
 
 log = logging.getLogger(__name__)
 

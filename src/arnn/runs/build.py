@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # torch and Lightning load only when something is built, not 
 
     from arnn.lit.base import TaskModule
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 CONFIG_NAME = "train"
 HYDRA_VERSION_BASE = "1.3"
 
