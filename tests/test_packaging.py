@@ -31,7 +31,7 @@ def _run(installed: Path, *arguments: str | Path) -> subprocess.CompletedProcess
     )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_wheel_install_finds_its_configs_away_from_the_checkout(installed):
     where = _run(installed, "-c", "import arnn.runs.build as b; print(b.__file__); print(b.CONF_DIR)")
     module_file, conf_dir = where.stdout.split()

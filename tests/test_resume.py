@@ -16,8 +16,8 @@ import torch
 from arnn.cli.resume import resume_arguments
 from arnn.errors import UserError
 from arnn.runs.checkpoint import AtomicCheckpointIO
-from tests.conftest import ROOT, run_cli
-from tests.faults import KillAtStep, RecordFirstEpoch
+from tests.helpers.faults import KillAtStep, RecordFirstEpoch
+from tests.helpers.runs import ROOT, run_cli
 
 RUN = [
     "model.hidden_size=16",
@@ -49,7 +49,7 @@ def _kill_after_first_checkpoint(arguments: list[str], runs: Path) -> int:
     return process.wait()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
     uninterrupted = tmp_path / "uninterrupted"
     assert run_cli(*RUN, f"hydra.run.dir={uninterrupted}").returncode == 0
@@ -83,7 +83,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
 STEPS_PER_EPOCH = 20  # 1257 training digits in batches of 64
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_run_killed_after_its_best_epoch_resumes_from_its_latest_epoch_not_its_best(tmp_path):
     # mode=min on val/acc makes the first epoch the best one, so every later epoch is past it.
     run = [*RUN, "trainer.max_epochs=5", "callbacks.model_checkpoint.mode=min", "callbacks.early_stopping=null"]

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from arnn.cli.schema import describe, parameters_of, validate
 from arnn.data import DigitsDataModule
 from arnn.errors import ConfigError
-from tests.conftest import ROOT, compose_run_cfg
+from tests.helpers.runs import ROOT, compose_run_cfg
 
 GROUPS = ("task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "experiment")
 SHIPPED = [f"{group}={path.stem}" for group in GROUPS for path in sorted((ROOT / "conf" / group).glob("*.yaml"))]
