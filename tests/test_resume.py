@@ -74,6 +74,10 @@ def test_run_killed_mid_epoch_resumes_to_the_same_final_metrics(tmp_path):
     # the fit time carries the killed run's first epoch (Lightning's Timer state in last.ckpt)
     assert record["run"]["epochs"] == json.loads((uninterrupted / "metrics.json").read_text())["run"]["epochs"]
     assert record["run"]["fit_time_s"] > stored["callbacks"]["Timer"]["time_elapsed"]["train"] > 0
+    # and it is the fit's time, not more: the test's load of the best checkpoint must not add that checkpoint's
+    # elapsed time to it again (it did: metrics.json said about twice the wall time)
+    final = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["Timer"]
+    assert final["time_elapsed"]["train"] <= record["run"]["fit_time_s"] < 1.5 * final["time_elapsed"]["train"]
 
     again = run_cli(*command, "resume=true")  # a finished run is left as it is
     assert again.returncode == 0 and "nothing to resume" in again.stderr + again.stdout

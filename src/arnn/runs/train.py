@@ -222,6 +222,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             raise diverged(nan, cfg, trainer) from error
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         best = checkpoint_path(trainer, monitored=True)
+        # before testing: loading the best checkpoint for the test restores the Timer's elapsed time from it
+        facts = run_facts(trainer, callbacks, best)
         if not best:
             log.warning("No best-validation checkpoint was saved; testing the final weights instead.")
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
@@ -233,7 +235,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_metric = cfg.monitor.metric.replace("val/", "test/", 1)
         checks = [callback for callback in callbacks if isinstance(callback, LearningCheck)]
         run_warnings = [message for check in checks for message in check.warnings]
-        facts = run_facts(trainer, callbacks, best)
         write_metrics(Path(cfg.paths.output_dir) / METRICS_FILE, metrics, test_metric, best, run_warnings, facts)
         log.info(
             "%s %.4f on the best-validation checkpoint %s (%s %.4f)",
