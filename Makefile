@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test bench sync clean row
+.PHONY: install train test test-fast bench sync clean row
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ train: install
 
 test: install
 	$(PY) -m pytest $(ARGS)
+
+# The unit tier: no test that fits a model (tests marked e2e) or needs CUDA (gpu); a few minutes at most.
+test-fast: install
+	$(PY) -m pytest -m unit $(ARGS)
 
 bench: install
 	$(PY) -m arnn.bench $(ARGS)

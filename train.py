@@ -1,8 +1,8 @@
 """Train a recurrent network from the command line: `python train.py model=arnn_gated data=pmnist`.
 
-Configuration lives in conf/ (entry: conf/train.yaml); the work is done by `arnn.train.train`. Mistakes end in
-one line `error: ...` and a non-zero exit: the command line is checked before Hydra starts (`arnn.precheck`),
-the composed config before anything is built (`arnn.schema`).
+Configuration lives in conf/ (entry: conf/train.yaml); the work is done by `arnn.runs.train.train`. Mistakes end in
+one line `error: ...` and a non-zero exit: the command line is checked before Hydra starts (`arnn.cli.precheck`),
+the composed config before anything is built (`arnn.cli.schema`).
 """
 
 import logging
@@ -15,10 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from arnn.build import CONF_DIR, CONFIG_NAME, HYDRA_VERSION_BASE
+from arnn.cli.precheck import command_line_error
+from arnn.cli.resume import resume_arguments
 from arnn.errors import DivergedError, UserError, find_user_error
-from arnn.precheck import command_line_error
-from arnn.resume import resume_arguments
+from arnn.runs.build import CONF_DIR, CONFIG_NAME, HYDRA_VERSION_BASE
 
 
 def log_to_file(message: str) -> None:
@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> float | None:
     job's log) and exit 1, except a diverged job of a sweep, which is reported and scored NaN so the other settings
     still run. A config error of a single run removes the run directory Hydra made for it."""
     # Imported here so that a mistake on the command line is reported before torch loads (seconds).
-    from arnn.train import train
+    from arnn.runs.train import train
 
     try:
         metrics = train(cfg)

@@ -1,43 +1,31 @@
-"""Shared fixtures: composed configs pointed at a temporary directory, tiny data in real on-disk formats."""
+"""Fixtures shared by the test files (composed configs, tiny data in real on-disk formats, the cpp backend) and the
+test tiers: every test not marked `e2e` (it fits a model) or `gpu` (it needs CUDA) is a `unit` test, so
+`pytest -m unit` (`make test-fast`) is the quick loop."""
 
-import hashlib
 import os
-import pickle
-import subprocess
-import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from torchvision.datasets import CIFAR10
 
-from arnn.build import compose
-from arnn.cells.base import SequenceEncoder
-from arnn.lit import SequenceClassifier
+from tests.helpers.data import COLOUR, LABEL_NAMES, MARKED, PER_BATCH, write_idx, write_pickle
+from tests.helpers.runs import FAST, compose_run_cfg
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-FAST = ["trainer=debug", "logger=csv", "callbacks.rich_progress_bar=null"]
 # The tests' models are tiny: a second intra-op thread only adds synchronisation, and on 2 shared cores it made a
 # 10-epoch ODE-cell run 4x slower (85 s against 21 s). Processes started by the tests inherit it from the env.
 os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 torch.set_num_threads(1)
 
 
-def compose_run_cfg(output_dir: Path, overrides: list[str]) -> DictConfig:
-    """conf/train.yaml composed with `overrides` as the job receives it, writing into output_dir."""
-    cfg = compose(overrides, hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        del cfg.hydra
-    return cfg
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e") is None and item.get_closest_marker("gpu") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture
@@ -45,26 +33,6 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """Compose conf/train.yaml with FAST and the given overrides, as train.py would, writing into tmp_path."""
     yield lambda *overrides: compose_run_cfg(tmp_path, [*FAST, *overrides])
     GlobalHydra.instance().clear()
-
-
-def run_cli(*arguments: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run `python train.py ...` as a user would; W&B is kept offline and away from the user's settings."""
-    environment = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *arguments],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def write_idx(path: Path, data: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format MNIST ships in (0x00, 0x00, type 0x08 = ubyte, ndim; big-endian sizes)."""
-    array = np.asarray(data, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + array.tobytes())
 
 
 @pytest.fixture
@@ -77,35 +45,6 @@ def tiny_mnist(tmp_path: Path) -> Path:
         write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, size=(count, 28, 28)))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, size=count))
     return tmp_path / "data"
-
-
-def train_steps(cell: SequenceEncoder, steps: int = 50, lr: float = 0.05) -> None:
-    """Adam steps on a readout loss outside Lightning, with the cell's penalty and after-step hook."""
-    torch.manual_seed(1)
-    dtype = next(cell.parameters()).dtype
-    model = SequenceClassifier(cell, num_classes=3, optimizer=partial(torch.optim.Adam, lr=lr)).to(dtype)
-    optimizer = model.configure_optimizers()
-    x, target = torch.randn(8, 12, cell.input_size, dtype=dtype), torch.randint(0, 3, (8,))
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), target)
-        penalty = cell.penalty()
-        (loss if penalty is None else loss + penalty).backward()
-        optimizer.step()
-        cell.after_optimizer_step()
-
-
-PER_BATCH = 40
-# Test image 0: black but for three pixels (row, column, channel, value); test image 1: one constant colour.
-MARKED = ((2, 5, 0, 255), (7, 1, 1, 100), (31, 30, 2, 7))
-COLOUR = (255, 0, 128)
-LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def _write_pickle(path: Path, content: dict[str, object]) -> str:
-    """Pickle one dict as the CIFAR-10 python version holds it; returns its MD5 for torchvision's check."""
-    path.write_bytes(pickle.dumps(content, protocol=2))
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -124,7 +63,7 @@ def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         data = rng.integers(0, 256, size=(PER_BATCH, 3072), dtype=np.uint8)
         labels = rng.integers(0, 10, size=PER_BATCH).tolist()
         name = f"data_batch_{index}"
-        train_list.append([name, _write_pickle(folder / name, {"batch_label": name, "data": data, "labels": labels})])
+        train_list.append([name, write_pickle(folder / name, {"batch_label": name, "data": data, "labels": labels})])
     data = rng.integers(0, 256, size=(PER_BATCH, 3072), dtype=np.uint8)
     planes = data.reshape(PER_BATCH, 3, 32, 32)
     planes[0] = 0
@@ -132,17 +71,12 @@ def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         planes[0, channel, row, column] = value
     planes[1] = np.array(COLOUR, dtype=np.uint8)[:, None, None]
     labels = [3, *rng.integers(0, 10, size=PER_BATCH - 1).tolist()]
-    test_md5 = _write_pickle(folder / "test_batch", {"batch_label": "test_batch", "data": data, "labels": labels})
-    meta_md5 = _write_pickle(folder / "batches.meta", {"label_names": LABEL_NAMES, "num_vis": 3072})
+    test_md5 = write_pickle(folder / "test_batch", {"batch_label": "test_batch", "data": data, "labels": labels})
+    meta_md5 = write_pickle(folder / "batches.meta", {"label_names": LABEL_NAMES, "num_vis": 3072})
     monkeypatch.setattr(CIFAR10, "train_list", train_list)
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", test_md5]])
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": meta_md5})
     return tmp_path / "data"
-
-
-requires_shared_data = pytest.mark.skipif(
-    not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason=f"real MNIST not present at {SHARED_DATA}/MNIST/raw"
-)
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from arnn.analysis.state import StateLayout
 from arnn.cells import AntisymmetricCell, GatedAntisymmetricCell, TorchRecurrentEncoder
 from arnn.cells.oscillatory import CoupledOscillatorCell
 from arnn.cells.unitary import UnitaryRNNCell
-from arnn.checkpoint import CONFIG_KEY
 from arnn.lit import SequenceClassifier
-from arnn.train import train
+from arnn.runs.checkpoint import CONFIG_KEY
+from arnn.runs.train import train
 
 CELLS = {
     "arnn_eager": partial(AntisymmetricCell, backend="eager"),
@@ -104,7 +104,7 @@ def test_gradient_flow_matches_step_by_step_retain_grad(name: str) -> None:
     torch.testing.assert_close(strided, norms[::3])
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_jacobian_spectrum_callback_writes_csv_png_and_logs_during_training(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(
         "model=arnn",

@@ -17,7 +17,7 @@ from arnn.analysis import gradient_bound, gradient_cancellation, ode_linearity
 from arnn.analysis.gradient_bound import ode_sensitivity, train_briefly
 from arnn.analysis.models import compose_config, fresh_model, input_batch
 from arnn.errors import UserError
-from arnn.train import train
+from arnn.runs.train import train
 
 LINEARITY_TOL = (1e-10, 1e-12)
 
@@ -76,6 +76,7 @@ def trained_ode_arnns() -> dict[str, dict]:
     return results
 
 
+@pytest.mark.e2e
 def test_gradient_of_trained_tanh_ode_arnn_is_the_integral_of_y_and_obeys_the_triangle_bound(trained_ode_arnns):
     for block in ("all", "b"):
         s = trained_ode_arnns["ode_arnn tanh"][block].summary()
@@ -86,6 +87,7 @@ def test_gradient_of_trained_tanh_ode_arnn_is_the_integral_of_y_and_obeys_the_tr
         assert abs(s["endpoint_bound"] / s["integral_of_norm"] - 1) > 0.01
 
 
+@pytest.mark.e2e
 def test_bias_gradient_of_trained_linear_ode_arnn_meets_the_hypothesis_so_30_holds_with_equality(trained_ode_arnns):
     bias = trained_ode_arnns["ode_arnn linear"]["b"]
     s = bias.summary()
@@ -96,6 +98,7 @@ def test_bias_gradient_of_trained_linear_ode_arnn_meets_the_hypothesis_so_30_hol
     assert trained_ode_arnns["ode_arnn linear"]["all"].summary()["y_norm_relative_spread"] > 0.05
 
 
+@pytest.mark.e2e
 def test_gradient_bound_cli_reads_a_checkpoint_written_by_train(make_cfg, tmp_path: Path) -> None:
     train(make_cfg("model=ode_arnn", "model.hidden_size=4", "trainer.max_epochs=1"))
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"

@@ -19,6 +19,7 @@ def test_wandb_flag_logs_the_analysis_png_to_an_offline_run(tmp_path, monkeypatc
     assert len(logged) == 1 and logged[0].stat().st_size > 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("content", [b"not a checkpoint", bytes(range(256)) * 4, b""])
 def test_analysis_of_a_corrupt_checkpoint_is_one_error_line_naming_the_file(tmp_path, content):
     checkpoint = tmp_path / "broken.ckpt"

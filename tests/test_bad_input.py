@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from arnn.cli.precheck import command_line_error
 from arnn.data import MNISTDataModule
 from arnn.errors import DataNotFoundError
-from arnn.precheck import command_line_error
-from tests.conftest import FAST, ROOT, run_cli
+from tests.helpers.runs import FAST, ROOT, run_cli
 
 CASES = {
     "unknown_model": (["model=nope"], "unknown model 'nope'; choose one of: ablation, arnn, arnn_gated"),
@@ -133,7 +133,7 @@ def _error_line(result: subprocess.CompletedProcess) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize(("arguments", "message"), CASES.values(), ids=CASES.keys())
 def test_bad_input_prints_one_error_line_and_writes_no_run_directory(tmp_path, bad_files, arguments, message):
     run_dir = tmp_path / "run"
@@ -148,7 +148,7 @@ def test_bad_input_prints_one_error_line_and_writes_no_run_directory(tmp_path, b
     assert not run_dir.exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_config_error_in_an_earlier_run_directory_overwrites_nothing(tmp_path):
     previous = tmp_path / "run" / "checkpoints" / "last.ckpt"
     previous.parent.mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_a_config_error_in_an_earlier_run_directory_overwrites_nothing(tmp_path)
     assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize(("arguments", "cause"), DIVERGING.values(), ids=DIVERGING.keys())
 def test_a_diverging_run_names_what_was_not_finite_on_stderr_and_in_its_log(tmp_path, arguments, cause):
     result = run_cli(*FAST, *arguments, f"hydra.run.dir={tmp_path}")
@@ -174,7 +174,7 @@ def test_a_diverging_run_names_what_was_not_finite_on_stderr_and_in_its_log(tmp_
     assert last_line in (tmp_path / "train.log").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

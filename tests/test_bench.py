@@ -35,7 +35,7 @@ def bench_run(tmp_path_factory):
     return out, printed.getvalue()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bench_writes_and_prints_a_row_per_model_and_backend_and_per_parallel_method(bench_run):
     out, printed = bench_run
     table = (out / "table.md").read_text()
@@ -60,7 +60,7 @@ def test_bench_writes_and_prints_a_row_per_model_and_backend_and_per_parallel_me
         assert 1 <= iterations <= STEPS and error < 1e-5 and eager_error < 1e-5
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bench_ratios_are_to_the_nn_rnn_row_of_the_same_run(bench_run):
     out, _ = bench_run
     with (out / "results.csv").open() as file:
@@ -78,7 +78,7 @@ def test_bench_ratios_are_to_the_nn_rnn_row_of_the_same_run(bench_run):
     assert len(sweep) == 2 * len(main) and all(row["ratio_to_rnn"] == "" for row in sweep)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bench_reports_the_recurrent_map_time_for_cells_that_have_one(bench_run):
     out, _ = bench_run
     rows = {(row[0], row[1]): row for row in _rows((out / "table.md").read_text().split("Inference")[0])}
@@ -88,7 +88,7 @@ def test_bench_reports_the_recurrent_map_time_for_cells_that_have_one(bench_run)
         assert map_ms > 0 and 0 < share
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bench_plots_time_against_t_and_n(bench_run):
     out, _ = bench_run
     for name in ("time_vs_T.png", "time_vs_N.png"):
@@ -169,6 +169,7 @@ def test_bench_builds_every_model_config_at_the_requested_size():
 TINY_EPOCH = ["model.hidden_size=8", "logger=csv", "callbacks.rich_progress_bar=null", "data.batch_size=32"]
 
 
+@pytest.mark.e2e
 def test_an_epochs_phases_add_up_to_it_and_the_floor_counts_every_batch():
     timing = time_epoch(TINY_EPOCH, batches=3, threads=1, repeats=1)
 
@@ -181,7 +182,7 @@ def test_an_epochs_phases_add_up_to_it_and_the_floor_counts_every_batch():
     assert timing.ratio == pytest.approx(timing.epoch_s / timing.floor_s)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_bench_epoch_writes_a_row_per_thread_count(tmp_path, capsys):
     bench.main(
         ["--epoch", "--epoch-config", " ".join(TINY_EPOCH), "--epoch-batches", "2", "--epoch-threads", "1,2"]

@@ -16,8 +16,8 @@ from arnn.data.cifar import (
     SequentialCIFAR10DataModule,
 )
 from arnn.errors import ConfigError, DataNotFoundError
-from arnn.train import train
-from tests.conftest import COLOUR, MARKED
+from arnn.runs.train import train
+from tests.helpers.data import COLOUR, MARKED
 
 
 def _datamodule(kind, data_dir: Path, **kwargs):
@@ -164,6 +164,7 @@ def test_failed_cifar_download_becomes_one_line_error(tmp_path, monkeypatch):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("data", ["scifar10", "ncifar10"])
 def test_training_runs_end_to_end_on_tiny_cifar(make_cfg, tiny_cifar, data):
     cfg = make_cfg(f"data={data}", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=2")

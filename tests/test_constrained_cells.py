@@ -12,15 +12,17 @@ from arnn.cells.constrained import (
 )
 from arnn.errors import ConfigError
 from arnn.lit import SequenceClassifier
-from tests.conftest import train_steps
+from tests.helpers.training import train_steps
 
 
+@pytest.mark.e2e
 def test_svd_projected_urnn_stays_orthogonal_after_50_steps():
     cell = ProjectedOrthogonalRNNCell(2, 16)
     train_steps(cell)
     assert orthogonality_error(cell.recurrent_matrix()) < 1e-4
 
 
+@pytest.mark.e2e
 def test_without_the_projection_the_same_training_leaves_the_orthogonal_group():
     cell = ProjectedOrthogonalRNNCell(2, 16)
     cell.after_optimizer_step = lambda: None
@@ -28,6 +30,7 @@ def test_without_the_projection_the_same_training_leaves_the_orthogonal_group():
     assert orthogonality_error(cell.recurrent_matrix()) > 1e-2
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("parametrization", ["spectral", "gram"])
 def test_contractive_cell_keeps_its_spectral_norm_below_one_while_training(parametrization):
     cell = ContractiveRNNCell(2, 16, parametrization=parametrization, eps=0.5).double()

@@ -6,7 +6,7 @@ from torchvision.datasets import mnist as tv_mnist
 
 from arnn.data import DigitsDataModule, MNISTDataModule
 from arnn.errors import DataNotFoundError
-from tests.conftest import SHARED_DATA, requires_shared_data
+from tests.helpers.data import SHARED_DATA, requires_shared_data
 
 
 def _first_batch(datamodule, split="train"):

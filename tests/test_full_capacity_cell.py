@@ -7,7 +7,7 @@ from arnn.backends.unrolled import unrolled
 from arnn.cells.full_capacity import FullCapacityUnitaryCell
 from arnn.errors import ConfigError
 from arnn.lit import SequenceClassifier
-from tests.conftest import train_steps
+from tests.helpers.training import train_steps
 
 
 def _unitarity_error(cell):
@@ -15,6 +15,7 @@ def _unitarity_error(cell):
     return torch.linalg.matrix_norm(w.conj().t() @ w - torch.eye(w.shape[0], dtype=w.dtype))
 
 
+@pytest.mark.e2e
 def test_w_stays_unitary_after_50_optimizer_steps():
     cell = FullCapacityUnitaryCell(2, 16, manifold_lr=0.05)
     before = cell.recurrent_matrix().detach().clone()

@@ -19,9 +19,14 @@ PAIRS = {
     "ungated": (fused_antisymmetric, antisymmetric_scan),
     "gated": (fused_gated_antisymmetric, gated_antisymmetric_scan),
 }
-CUDA = pytest.mark.skipif(
+_NEEDS_CUDA = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (the CPU runs go through the interpreter)"
 )
+
+
+def needs_cuda(test):
+    """The `gpu` tier, skipped with its reason where no CUDA device is."""
+    return pytest.mark.gpu(_NEEDS_CUDA(test))
 
 
 @pytest.fixture
@@ -166,7 +171,7 @@ def test_forced_fused_beyond_256_units_is_a_config_error_even_where_triton_runs(
 # --- CUDA only: real hardware behaviour the interpreter cannot show ---------------------------------------------
 
 
-@CUDA
+@needs_cuda
 @pytest.mark.parametrize("kind", PAIRS)
 def test_fused_matches_eager_on_cuda_in_fp32(kind, monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
@@ -175,7 +180,7 @@ def test_fused_matches_eager_on_cuda_in_fp32(kind, monkeypatch):
     _assert_same(*PAIRS[kind], inputs, weights, rtol=1e-4, atol=1e-4)
 
 
-@CUDA
+@needs_cuda
 @pytest.mark.parametrize("low", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("cls", [AntisymmetricCell, GatedAntisymmetricCell])
 def test_autocast_on_cuda_runs_the_kernel_with_low_precision_states_and_fp32_weight_gradients(cls, low):
@@ -192,7 +197,7 @@ def test_autocast_on_cuda_runs_the_kernel_with_low_precision_states_and_fp32_wei
     torch.testing.assert_close(y.float(), reference(x)[0], rtol=5e-2, atol=5e-2)
 
 
-@CUDA
+@needs_cuda
 def test_auto_model_moved_to_cuda_after_construction_runs_the_fused_kernel():
     torch.manual_seed(0)
     cell = AntisymmetricCell(input_size=2, hidden_size=32, backend="auto")
@@ -206,7 +211,7 @@ def test_auto_model_moved_to_cuda_after_construction_runs_the_fused_kernel():
     )
 
 
-@CUDA
+@needs_cuda
 @pytest.mark.parametrize("kind", PAIRS)
 def test_graph_replays_match_eager_and_recapture_on_a_new_shape(kind):
     graphed, eager = scans("graph")[kind == "gated"], PAIRS[kind][1]
@@ -216,7 +221,7 @@ def test_graph_replays_match_eager_and_recapture_on_a_new_shape(kind):
         _assert_same(graphed, eager, inputs, weights)
 
 
-@CUDA
+@needs_cuda
 def test_graph_backward_after_a_second_forward_of_the_same_shape_raises():
     graphed = scans("graph")[0]
     first = graphed(*_inputs("ungated", 5, 4, 16, torch.float32, "cuda"), 0.1)
@@ -225,7 +230,7 @@ def test_graph_backward_after_a_second_forward_of_the_same_shape_raises():
         first.sum().backward()
 
 
-@CUDA
+@needs_cuda
 def test_graph_capture_made_under_inference_mode_serves_later_no_grad_calls():
     graphed = scans("graph")[0]
     inputs = [t.detach() for t in _inputs("ungated", 5, 4, 16, torch.float32, "cuda")]

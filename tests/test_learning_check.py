@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from arnn.learning_check import LearningCheck
-from tests.conftest import FAST, run_cli
+from arnn.callbacks.learning_check import LearningCheck
+from tests.helpers.runs import FAST, run_cli
 
 
 def _trainer(**metrics: float) -> SimpleNamespace:
@@ -56,7 +56,7 @@ def test_a_test_accuracy_below_chance_is_a_warning():
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_run_whose_weights_never_move_exits_0_with_the_warning_in_its_log_and_metrics(tmp_path):
     result = run_cli(*FAST, "optimizer.lr=1e-12", f"hydra.run.dir={tmp_path}")
 

@@ -7,9 +7,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from arnn.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
+from arnn.callbacks.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
 from arnn.report import write_report
-from tests.conftest import run_cli
+from tests.helpers.runs import run_cli
 
 # init_std 6 (an earlier default of the authors' code) makes the step-0 loss overflow at ε = 10
 DIVERGING = ["model=lipschitz_rnn", "model.hidden_size=16", "model.init_std=6", "model.eps=10"]
@@ -59,7 +59,7 @@ def test_likely_cause_names_a_large_eps_and_otherwise_the_learning_rate():
     assert likely_causes(plain) == "try a smaller optimizer.lr (now 0.1) or model.eps"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_eps_10_diverges_to_one_error_line_and_saves_no_checkpoint(tmp_path):
     result = run_cli(*DIVERGING, *RUN, f"hydra.run.dir={tmp_path}")
 
@@ -71,7 +71,7 @@ def test_eps_10_diverges_to_one_error_line_and_saves_no_checkpoint(tmp_path):
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_run_that_diverges_later_keeps_the_last_good_checkpoint(tmp_path):
     good = run_cli(
         "model=lipschitz_rnn", "model.hidden_size=16", "trainer.max_epochs=1", *RUN, f"hydra.run.dir={tmp_path}"
@@ -91,7 +91,7 @@ def test_a_run_that_diverges_later_keeps_the_last_good_checkpoint(tmp_path):
     assert (tmp_path / "metrics.json").read_bytes() == metrics
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_diverging_job_of_a_sweep_is_reported_and_the_sweep_goes_on(tmp_path):
     result = run_cli(
         "-m",

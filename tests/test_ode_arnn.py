@@ -21,7 +21,7 @@ from arnn.cells.ode import (
     symmetric_jacobian_norm,
 )
 from arnn.errors import ConfigError
-from arnn.train import train
+from arnn.runs.train import train
 
 DOUBLE = torch.double
 
@@ -87,6 +87,7 @@ def test_one_odeint_call_equals_a_loop_of_one_interval_solves(solver, options, t
     torch.testing.assert_close(final, loop[:, -1], rtol=0, atol=tolerance)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("solver", "options"), [("rk4", {}), ("euler", {"substeps": 2}), ("midpoint", {})])
 def test_values_and_gradients_of_a_long_solve_equal_those_of_a_loop_of_one_interval_solves(solver, options):
     # Each interval solve of the loop holds one input row, so its gradients cannot mix up the rows of the inputs;
@@ -198,7 +199,7 @@ def test_penalty_is_the_weighted_mean_over_batch_and_steps_at_the_states_enterin
     assert cell.w_upper.grad.abs().max() > 0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_ode_arnn_trains_on_digits_and_logs_the_adjoint_norm_penalty(make_cfg, tmp_path):
     metrics = train(make_cfg("model=ode_arnn", "model.hidden_size=8", "model.adjoint_weight=0.01"))
     assert 0 <= metrics["test/acc"] <= 1
@@ -207,7 +208,7 @@ def test_ode_arnn_trains_on_digits_and_logs_the_adjoint_norm_penalty(make_cfg, t
     assert "train/penalty_step" in saved and "test/acc" in saved
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_ode_arnn_trains_with_adjoint_gradients(make_cfg):
     metrics = train(make_cfg("model=ode_arnn", "model.hidden_size=8", "model.adjoint=true"))
     assert 0 <= metrics["test/acc"] <= 1 and torch.isfinite(torch.tensor(metrics["train/loss_epoch"]))

@@ -9,7 +9,7 @@ import torch
 from arnn.cells.ode import CHUNK_INTERVALS, AntisymmetricODECell
 from arnn.cells.ode_time_varying import TimeVaryingAntisymmetricODECell
 from arnn.errors import ConfigError
-from arnn.train import train
+from arnn.runs.train import train
 
 DOUBLE = torch.double
 
@@ -108,7 +108,7 @@ def test_bad_config_raises_a_one_line_config_error_naming_the_option(option, val
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_ode_arnn_tv_with_mlp_flows_trains_on_sysid(make_cfg):
     overrides = ["model.hidden_size=4", "model.g=mlp", "model.h=mlp", "model.flow_width=3"]
     sysid = ["data.seq_len=50", "data.num_sequences=20", "data.val_size=4"]

@@ -9,7 +9,7 @@ import torch
 
 from arnn.cells.ode_to_ode import ODEToODECell
 from arnn.errors import ConfigError
-from tests.conftest import FAST, run_cli
+from tests.helpers.runs import FAST, run_cli
 
 DOUBLE = torch.double
 STEPS = 1000
@@ -123,7 +123,7 @@ def test_bad_config_raises_a_one_line_config_error_naming_the_option(option, val
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("data", "metric"),
     [("pdigits", "test/acc"), ("sysid", "test/r2")],

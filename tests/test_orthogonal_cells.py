@@ -7,11 +7,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from arnn.analysis import unitarity_drift
 from arnn.cells.constrained import orthogonality_error
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
 from arnn.errors import ConfigError
-from arnn.experiments import unitarity_drift
-from tests.conftest import train_steps
+from tests.helpers.training import train_steps
 
 CELLS = [ExpRNNCell, ScoRNNCell]
 NONLINEARITIES = ["modrelu", "tanh"]
@@ -41,6 +41,7 @@ def _naive_forward(cell, x):
     return torch.stack(states, 1)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("cls", CELLS)
 def test_w_stays_orthogonal_after_50_adam_steps_in_float32(cls):
     torch.manual_seed(0)
@@ -153,6 +154,7 @@ def test_model_config_builds_the_cell_with_170_units(make_cfg, name, cls):
     assert type(cell) is cls and cell.hidden_size == 170 and cell.nonlinearity == "modrelu"
 
 
+@pytest.mark.e2e
 def test_naive_update_leaves_the_orthogonal_group_after_one_step_while_the_lie_update_stays_on_it():
     history = unitarity_drift.run(size=32, steps=30, lr=0.01, seed=0)
     assert len(history["lie"]) == len(history["naive"]) == 30
@@ -160,6 +162,7 @@ def test_naive_update_leaves_the_orthogonal_group_after_one_step_while_the_lie_u
     assert max(history["lie"]) < 1e-5
 
 
+@pytest.mark.e2e
 def test_lie_update_is_a_descent_step_on_the_quadratic_loss():
     history = unitarity_drift.run(size=16, steps=30, lr=0.01, seed=1)
     losses = history["lie_loss"]

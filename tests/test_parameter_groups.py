@@ -7,11 +7,11 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from arnn.build import build_module
 from arnn.cells.orthogonal import ExpRNNCell, ScoRNNCell
 from arnn.errors import ConfigError
 from arnn.lit import SequenceClassifier
-from tests.conftest import compose_run_cfg
+from arnn.runs.build import build_module
+from tests.helpers.runs import compose_run_cfg
 
 RMSPROP = partial(torch.optim.RMSprop, lr=1e-3)
 

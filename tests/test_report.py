@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 
 from arnn import report
 from arnn.analysis import sysid_units
-from arnn.build import compose
 from arnn.errors import UserError
 from arnn.report import FailedJob, Job, load_jobs, write_report
-from tests.conftest import FAST, ROOT, run_cli
+from arnn.runs.build import compose
+from tests.helpers.runs import FAST, ROOT, run_cli
 
 SHORT = ["model.hidden_size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -49,7 +49,7 @@ def gamma_eps_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _multirun(folder, "model.gamma=0.01,0.1", "model.eps=0.1,1", "seed=1,2", *SHORT)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_report_gives_mean_and_std_over_seeds_of_each_jobs_metrics(gamma_eps_sweep, tmp_path, capsys):
     report.main([str(gamma_eps_sweep), "--out", str(tmp_path)])
     printed = capsys.readouterr().out
@@ -82,7 +82,7 @@ def test_report_gives_mean_and_std_over_seeds_of_each_jobs_metrics(gamma_eps_swe
     assert (tmp_path / "best_val.png").read_bytes().startswith(PNG_MAGIC)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_report_skips_an_unfinished_job_with_a_warning(gamma_eps_sweep, tmp_path, caplog):
     folder = shutil.copytree(gamma_eps_sweep, tmp_path / "multirun", ignore=shutil.ignore_patterns("*.ckpt"))
     (folder / "3" / "metrics.json").unlink()
@@ -112,13 +112,13 @@ def test_heatmap_marks_a_setting_whose_jobs_all_failed_and_counts_failures_besid
     assert texts == {"0.800", "0.700\n(1 failed)", "failed"}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_report_rejects_heatmap_rows_that_are_not_a_swept_key(gamma_eps_sweep, tmp_path):
     with pytest.raises(UserError, match="--rows seed is not a varying override of this sweep; choose from: model"):
         write_report(gamma_eps_sweep, tmp_path, rows="seed")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_report_compares_our_test_accuracy_with_the_paper_row_for_the_dataset(tiny_mnist, tmp_path):
     folder = _multirun(
         tmp_path / "multirun",
@@ -140,6 +140,7 @@ def test_report_compares_our_test_accuracy_with_the_paper_row_for_the_dataset(ti
     assert f"| pmnist | test/acc (%) | 95.8 | {ours} | 2 |" in text
 
 
+@pytest.mark.e2e
 def test_report_rejects_a_folder_that_is_not_a_multirun(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "arnn.report", str(tmp_path)], capture_output=True, text=True, cwd=ROOT
@@ -200,7 +201,7 @@ def test_r2_vs_units_averages_the_realisations_of_each_model_snr_and_size():
     assert sysid_units.r2_ceiling(20.0) == pytest.approx(1 / 1.01)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_sysid_units_writes_test_r2_per_model_and_hidden_size_of_a_real_sweep(tmp_path):
     folder = _multirun(
         tmp_path / "multirun",

@@ -8,7 +8,7 @@ import pytest
 
 from arnn.errors import UserError
 from arnn.rows_report import write_rows_report
-from tests.conftest import FAST, run_cli
+from tests.helpers.runs import FAST, run_cli
 
 TINY = [
     "trainer.max_epochs=2",
@@ -19,7 +19,7 @@ TINY = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rows_report_puts_paper_full_and_quick_side_by_side_with_each_runs_facts(tiny_mnist, tmp_path):
     results = tmp_path / "results"
     for experiment in ("paper_pmnist_arnn", "paper_pmnist_arnn_quick"):

@@ -17,13 +17,13 @@ from omegaconf import OmegaConf
 from submitit.core.utils import DelayedSubmission
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
-from arnn.build import compose, hydra_configs
-from arnn.checkpoint import load_model
-from arnn.ddp import check_rank_launch
 from arnn.errors import ConfigError
-from arnn.train import train
-from arnn.wandb_mode import flat_hyperparameters, register_resolver, run_group
-from tests.conftest import ROOT, run_cli
+from arnn.runs.build import compose, hydra_configs
+from arnn.runs.checkpoint import load_model
+from arnn.runs.ddp import check_rank_launch
+from arnn.runs.train import train
+from arnn.runs.wandb_mode import flat_hyperparameters, register_resolver, run_group
+from tests.helpers.runs import ROOT, run_cli
 
 TINY = ["model.hidden_size=16", "logger=csv", "callbacks.rich_progress_bar=null"]
 SHORT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=8"]
@@ -34,7 +34,7 @@ def final_metrics(run_dir: Path) -> dict[str, float]:
     return json.loads((run_dir / "metrics.json").read_text())["metrics"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_gloo_processes_reach_the_validation_accuracy_of_one_process_with_the_same_global_batch(tmp_path):
     """DDP over 2 CPU processes with batch 16 each against one process with batch 32: same numbers.
 
@@ -104,6 +104,7 @@ def multirun(*overrides: str) -> None:
         )
 
 
+@pytest.mark.e2e
 def test_slurm_launcher_submits_one_array_task_per_job_with_a_task_per_device(tmp_path, sbatch_scripts):
     sweep = tmp_path / "sweep"
     with pytest.raises(Submitted):
@@ -145,7 +146,7 @@ def test_slurm_launcher_submits_one_array_task_per_job_with_a_task_per_device(tm
     assert {job.args[0][0] for job in jobs} == {"trainer=ddp"}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_optuna_sweep_over_gamma_eps_lr_reports_its_best_trial(tmp_path):
     result = run_cli(
         "-m",
@@ -247,6 +248,7 @@ def test_wandb_group_and_tags_name_the_experiment():
     assert cfg.logger.wandb.group == f"{cfg.task_name}/x"
 
 
+@pytest.mark.e2e
 def test_offline_wandb_run_gets_flat_config_group_and_tags(make_cfg, monkeypatch, tmp_path):
     """The W&B run as the SDK holds it when train() finishes it (what its .wandb file stores and `wandb sync`
     uploads: W&B ships no reader of offline run files), tied to the offline run directory by its id."""

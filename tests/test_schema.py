@@ -9,10 +9,10 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from arnn.cli.schema import describe, parameters_of, validate
 from arnn.data import DigitsDataModule
 from arnn.errors import ConfigError
-from arnn.schema import describe, parameters_of, validate
-from tests.conftest import ROOT, compose_run_cfg
+from tests.helpers.runs import ROOT, compose_run_cfg
 
 GROUPS = ("task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "experiment")
 SHIPPED = [f"{group}={path.stem}" for group in GROUPS for path in sorted((ROOT / "conf" / group).glob("*.yaml"))]

@@ -14,7 +14,7 @@ from arnn.cells.full_capacity import FullCapacityUnitaryCell
 from arnn.data.sysid import SystemIdentificationDataModule
 from arnn.errors import ConfigError
 from arnn.lit.regressor import SequenceRegressor
-from arnn.train import train
+from arnn.runs.train import train
 
 SMALL = dict(num_sequences=20, seq_len=100, val_size=4)
 
@@ -102,6 +102,7 @@ def _fit(module: SequenceRegressor, x: torch.Tensor, y: torch.Tensor) -> dict[st
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("target_shape", [(8, 12, 2), (8, 2)], ids=["per_step", "last_step"])
 def test_regressor_scores_every_step_of_3d_targets_and_the_last_step_of_2d_targets(target_shape):
     torch.manual_seed(0)
@@ -124,6 +125,7 @@ def test_regressor_rejects_targets_that_do_not_match_its_outputs():
         module.predict_targets(torch.randn(2, 5, 1), torch.randn(2, 5, 3))
 
 
+@pytest.mark.e2e
 def test_regressor_leaves_manifold_parameters_out_and_runs_the_cells_after_step_hook():
     unitary = FullCapacityUnitaryCell(1, 4)
     optimizer = SequenceRegressor(unitary, output_size=1, optimizer=torch.optim.SGD).configure_optimizers()
@@ -137,6 +139,7 @@ def test_regressor_leaves_manifold_parameters_out_and_runs_the_cells_after_step_
     assert orthogonality_error(projected.recurrent_matrix()) < 1e-4
 
 
+@pytest.mark.e2e
 def test_system_identification_trains_end_to_end_and_reports_test_r2(make_cfg):
     cfg = make_cfg(
         "data=sysid",

@@ -16,8 +16,8 @@ from arnn.data.synthetic import AddingDataModule, CopyDataModule
 from arnn.data.text import CharacterTextDataModule
 from arnn.errors import ConfigError, DataNotFoundError
 from arnn.lit.next_token import NextTokenModel
-from arnn.train import train
-from tests.conftest import SHARED_DATA
+from arnn.runs.train import train
+from tests.helpers.data import SHARED_DATA
 
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
 requires_shakespeare = pytest.mark.skipif(
@@ -141,6 +141,7 @@ def _tiny_run(data: str) -> list[str]:
     return [*sizes, "data.seq_len=12"] if data == "adding" else [*sizes, "data.delay=6", "data.copy_length=3"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model", ["arnn", "lstm"])
 @pytest.mark.parametrize("data", ["text", "adding", "copy"])
 def test_each_probe_trains_end_to_end_with_its_own_task(make_cfg, text_file, data, model):

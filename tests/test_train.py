@@ -10,10 +10,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from arnn.build import build
-from arnn.checkpoint import load_model
-from arnn.train import train
-from tests.conftest import FAST, ROOT, SHARED_DATA, requires_shared_data, run_cli
+from arnn.runs.build import build
+from arnn.runs.checkpoint import load_model
+from arnn.runs.train import train
+from tests.helpers.data import SHARED_DATA, requires_shared_data
+from tests.helpers.runs import FAST, ROOT, run_cli
 
 MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
 EXPERIMENTS = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -41,6 +42,7 @@ def _logged_metric_names(output_dir: Path) -> set[str]:
         return set(next(csv.reader(handle)))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model", MODELS)
 def test_each_model_trains_on_permuted_digits_and_tests_its_best_checkpoint(make_cfg, tmp_path, model):
     metrics = train(make_cfg(f"model={model}", "data=pdigits", "model.hidden_size=16"))
@@ -49,6 +51,7 @@ def test_each_model_trains_on_permuted_digits_and_tests_its_best_checkpoint(make
     assert {"train/loss_step", "val/loss", "val/acc", "test/acc"} <= _logged_metric_names(tmp_path)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam", "rmsprop"])
 @pytest.mark.parametrize("scheduler", [[], ["scheduler=cosine"], ["scheduler=plateau"], ["scheduler=step"]])
 def test_every_optimizer_and_scheduler_config_trains(make_cfg, optimizer, scheduler):
@@ -56,6 +59,7 @@ def test_every_optimizer_and_scheduler_config_trains(make_cfg, optimizer, schedu
     assert torch.isfinite(torch.tensor(train(cfg)["train/loss_epoch"]))
 
 
+@pytest.mark.e2e
 def test_checkpoint_rebuilds_the_trained_model_from_the_file_alone(make_cfg, tmp_path):
     train(make_cfg("model=arnn_gated", "model.hidden_size=16", "model.gamma=0.2"))
     model = load_model(tmp_path / "checkpoints" / "last.ckpt")
@@ -70,7 +74,7 @@ def test_gradient_clipping_comes_from_the_trainer_config(make_cfg):
     assert cfg.trainer.gradient_clip_val == 0.5 and cfg.trainer.gradient_clip_algorithm == "norm"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_trains_and_prints_the_test_accuracy(tmp_path):
     result = run_cli(*FAST, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
@@ -78,7 +82,7 @@ def test_cli_trains_and_prints_the_test_accuracy(tmp_path):
     assert (tmp_path / ".hydra" / "config.yaml").exists() and (tmp_path / "train.log").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_multirun_sweeps_gamma_and_eps_into_separate_job_dirs(tmp_path):
     result = run_cli(
         "-m", "model=arnn", "model.gamma=0.001,0.01", "model.eps=0.01", *FAST, f"hydra.sweep.dir={tmp_path}"
@@ -91,7 +95,7 @@ def test_multirun_sweeps_gamma_and_eps_into_separate_job_dirs(tmp_path):
         assert (tmp_path / job / "checkpoints" / "last.ckpt").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_wandb_logger_runs_offline_without_an_account(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -106,7 +110,7 @@ def test_wandb_logger_runs_offline_without_an_account(tmp_path):
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.shared_data
 @requires_shared_data
 def test_gated_arnn_on_permuted_mnist_from_the_command_line(tmp_path):
@@ -133,6 +137,7 @@ def tiny_text(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, tiny_cifar, tiny_text, experiment):
     cfg = make_cfg(f"experiment={experiment}")
@@ -196,6 +201,7 @@ def test_experiment_rows_have_the_papers_parameter_count_within_10_percent(make_
     assert count == pytest.approx(cfg.paper.params, rel=0.1)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model", ["svd_urnn", "fcurnn"])
 def test_manifold_updates_run_after_each_lightning_optimizer_step(make_cfg, tmp_path, model):
     train(make_cfg(f"model={model}", "data=pdigits", "model.hidden_size=16", "optimizer=adam", "optimizer.lr=0.05"))
@@ -203,6 +209,7 @@ def test_manifold_updates_run_after_each_lightning_optimizer_step(make_cfg, tmp_
     assert torch.linalg.matrix_norm(w.conj().t() @ w - torch.eye(16, dtype=w.dtype)) < 1e-4
 
 
+@pytest.mark.e2e
 def test_soft_constraint_penalty_is_logged_during_training(make_cfg, tmp_path):
     train(make_cfg("model=soft_orth", "data=pdigits", "model.hidden_size=16"))
     assert {"train/penalty_step", "train/penalty_epoch"} <= _logged_metric_names(tmp_path)

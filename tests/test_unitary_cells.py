@@ -11,7 +11,7 @@ from arnn.cells.full_capacity import FullCapacityUnitaryCell
 from arnn.cells.kronecker import KroneckerRecurrentCell, kronecker_matvec
 from arnn.cells.unitary import UnitaryRNNCell
 from arnn.errors import ConfigError
-from tests.conftest import train_steps
+from tests.helpers.training import train_steps
 
 CELLS = [partial(UnitaryRNNCell, permutation_seed=3), KroneckerRecurrentCell]
 IDS = ["urnn", "kru"]
@@ -21,6 +21,7 @@ def _unitarity_error(w):
     return torch.linalg.matrix_norm(w.conj().t() @ w - torch.eye(w.shape[0], dtype=w.dtype)).item()
 
 
+@pytest.mark.e2e
 def test_urnn_recurrent_matrix_is_unitary_at_init_and_after_50_adam_steps():
     torch.manual_seed(0)
     cell = UnitaryRNNCell(2, 32)

@@ -24,6 +24,7 @@ from arnn.cells.constrained import orthogonality_error
 from arnn.errors import UserError
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("states", "inputs", "outputs", "norm", "bound"),
     [(1, 1, 1, 0.5, 1.0), (3, 2, 4, 0.9, 3.0), (8, 5, 1, 0.99, 0.5), (16, 3, 2, 0.999, 10.0)],
@@ -43,6 +44,7 @@ def test_unitary_equivalent_reproduces_outputs_of_contractive_relu_rnn(
     assert (y - y_u).abs().max().item() <= 1e-12 * (1 + y.abs().max().item())
 
 
+@pytest.mark.e2e
 def test_unitary_equivalent_holds_for_initial_state_at_the_bound_aimed_at_the_extra_states() -> None:
     generator = torch.Generator().manual_seed(0)
     rnn = random_rnn(generator, 4, 2, 3, 0.95)
@@ -110,6 +112,7 @@ def test_rnn_rejects_mismatched_shapes_and_unknown_activation() -> None:
         RNN(w, f, b, c, h0, "softplus")
 
 
+@pytest.mark.e2e
 def test_urnn_student_keeps_w_orthogonal_while_fitting() -> None:
     generator = torch.Generator().manual_seed(5)
     teacher = random_rnn(generator, 2, 1, 1, 0.9, activation="sigmoid")

@@ -7,8 +7,8 @@ import socket
 import pytest
 import wandb
 
-from arnn.wandb_mode import FallbackWandbLogger, unreachable
-from tests.conftest import run_cli
+from arnn.runs.wandb_mode import FallbackWandbLogger, unreachable
+from tests.helpers.runs import run_cli
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"
 
@@ -29,7 +29,7 @@ def silent_server():
         yield f"http://127.0.0.1:{server.getsockname()[1]}"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("server", "reason"), [("closed_port", "cannot connect to"), ("silent_server", "deadline exceeded")]
 )

@@ -34,13 +34,13 @@ from hydra.utils import instantiate
 from matplotlib import colormaps
 from omegaconf import open_dict
 
-from arnn.analysis.output import analysis_dir, new_figure, save_figure, write_csv
 from arnn.backends import BACKENDS, resolve_backend, scans
 from arnn.backends.parallel import METHODS, gated_step, newton, ungated_step
-from arnn.build import CONF_DIR, compose
 from arnn.cells import SequenceEncoder
 from arnn.epoch_time import epoch_table, time_epoch
 from arnn.errors import ConfigError
+from arnn.output import analysis_dir, new_figure, save_figure, write_csv
+from arnn.runs.build import CONF_DIR, compose
 
 EPOCH_CONFIG = ("experiment=paper_pmnist_arnn", "logger=csv", "callbacks.rich_progress_bar=null")
 """The epoch `--epoch` times by default: the full pMNIST row as its long run is started."""

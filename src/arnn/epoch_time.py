@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from arnn.analysis.models import compose_config, fresh_model
-from arnn.train import instantiate_entries
+from arnn.runs.train import instantiate_entries
 
 PHASES = ("data", "forward", "backward", "optimizer", "validation", "other")
 

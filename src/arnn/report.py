@@ -25,8 +25,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.analysis.output import new_figure, save_figure, write_csv
 from arnn.errors import UserError, find_user_error
+from arnn.output import new_figure, save_figure, write_csv
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from arnn.analysis.output import new_figure, save_figure, write_csv
 from arnn.errors import UserError, find_user_error
+from arnn.output import new_figure, save_figure, write_csv
 
 QUICK_SUFFIX = "_quick"
 

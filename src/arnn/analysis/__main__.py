@@ -25,6 +25,10 @@ ANALYSES = {
     "urnn_equivalence": ("arnn.analysis.urnn_equivalence", "Theorem 1: contractive ReLU RNN as a 2n-state URNN"),
     "sigmoid_gap": ("arnn.analysis.sigmoid_gap", "Theorem 3: URNN fits of a sigmoid RNN keep a residual"),
     "sysid_units": ("arnn.analysis.sysid_units", "seed 004's test R² vs hidden units from a sysid multirun"),
+    "unitarity_drift": (
+        "arnn.analysis.unitarity_drift",
+        "a gradient step on B of W = exp(B) keeps W orthogonal; one on W leaves the group (seed 003)",
+    ),
 }
 
 

@@ -33,13 +33,13 @@ from torch import Tensor, nn
 
 from arnn.analysis.jacobian import checkpoint_label
 from arnn.analysis.models import compose_config, fresh_model, input_batch, trained_model
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.analysis.sensitivity import ProbedSolve, Sensitivity, piece_grid
 from arnn.analysis.state import replaced_encoder
 from arnn.cells.ode import AntisymmetricODECell
-from arnn.checkpoint import CONFIG_KEY, read_checkpoint
 from arnn.errors import UserError
 from arnn.lit.base import Batch, TaskModule
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
+from arnn.runs.checkpoint import CONFIG_KEY, read_checkpoint
 
 MODELS = {
     "ode_arnn tanh": ["model=ode_arnn"],

@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from scipy.integrate import cumulative_simpson
 from torch import Tensor
 
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.analysis.sensitivity import ProbedSolve, Sensitivity
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 
 FLIP_OFFSET = 1.0
 """ω_j = (2j + offset)·2π/T: offset 1 gives exp(TS/2) = −I; the control's 1.5 does not."""

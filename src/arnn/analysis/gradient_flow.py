@@ -19,10 +19,10 @@ from torch import Tensor, nn
 
 from arnn.analysis.jacobian import checkpoint_label, model_label
 from arnn.analysis.models import compose_config, fresh_model, input_batch, trained_model
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv
 from arnn.analysis.state import StateLayout, add_probe, replaced_encoder
 from arnn.cells.base import SequenceEncoder, State
 from arnn.lit.base import Batch, TaskModule
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv
 
 
 class ProbedEncoder(nn.Module):

@@ -8,10 +8,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from arnn.build import build, compose
-from arnn.checkpoint import CONFIG_KEY, module_from_checkpoint, read_checkpoint
 from arnn.lit.base import TaskModule
-from arnn.wandb_mode import register_resolver
+from arnn.runs.build import build, compose
+from arnn.runs.checkpoint import CONFIG_KEY, module_from_checkpoint, read_checkpoint
+from arnn.runs.wandb_mode import register_resolver
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

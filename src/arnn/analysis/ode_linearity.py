@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchdiffeq import odeint
 
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"linear": lambda z: z, "tanh": torch.tanh}
 

@@ -19,8 +19,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.cells.ode import AntisymmetricODECell
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 
 
 def linear_cell(hidden: int, solver: str, dt: float, rtol: float, atol: float, seed: int) -> AntisymmetricODECell:

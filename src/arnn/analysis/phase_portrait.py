@@ -21,7 +21,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv
 
 DEFAULT_WEIGHT = (0.5, 0.8, 0.0, 0.2)
 """W (row-major): ‖W‖₂ ≈ 0.96 < 1, so the vanilla RNN collapses; eigenvalues 0.5 and 0.2, so 3·W (1.5 > 1)

@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.analysis.urnn_equivalence import RNN, dilated, positive_int, random_rnn, state_bound, unitary_equivalent
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 
 TEACHERS = ("sigmoid", "relu")
 BETA_SHOWN = 50

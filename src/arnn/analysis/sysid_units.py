@@ -15,8 +15,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from arnn.analysis.output import analysis_dir, log_to_wandb, new_figure, save_figure, write_csv
 from arnn.errors import UserError
+from arnn.output import analysis_dir, log_to_wandb, new_figure, save_figure, write_csv
 from arnn.report import Job, format_mean_std, load_jobs, mean_std
 
 NAME = "sysid_units"

@@ -20,9 +20,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from arnn.analysis.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 from arnn.cells.constrained import orthogonality_error
 from arnn.errors import UserError
+from arnn.output import analysis_dir, new_figure, publish, save_figure, write_csv, write_json
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 

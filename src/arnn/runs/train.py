@@ -18,15 +18,16 @@ from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from arnn.build import build
-from arnn.checkpoint import ConfigInCheckpoint, check_fits, remove_stale_temporaries
-from arnn.ddp import check_rank_launch
+from arnn.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from arnn.callbacks.learning_check import LearningCheck
+from arnn.callbacks.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
+from arnn.callbacks.reseed import ReseedEachEpoch
+from arnn.cli.schema import validate
 from arnn.errors import ConfigError, DivergedError
-from arnn.learning_check import LearningCheck
-from arnn.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
-from arnn.resume import LAST_CHECKPOINT, ReseedEachEpoch
-from arnn.schema import validate
-from arnn.wandb_mode import flat_hyperparameters, register_resolver
+from arnn.runs.build import build
+from arnn.runs.checkpoint import LAST_CHECKPOINT, check_fits, remove_stale_temporaries
+from arnn.runs.ddp import check_rank_launch
+from arnn.runs.wandb_mode import flat_hyperparameters, register_resolver
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             raise diverged(nan, cfg, trainer) from error
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
         best = checkpoint_path(trainer, monitored=True)
+        # before testing: loading the best checkpoint for the test restores the Timer's elapsed time from it
+        facts = run_facts(trainer, callbacks, best)
         if not best:
             log.warning("No best-validation checkpoint was saved; testing the final weights instead.")
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
@@ -232,7 +235,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_metric = cfg.monitor.metric.replace("val/", "test/", 1)
         checks = [callback for callback in callbacks if isinstance(callback, LearningCheck)]
         run_warnings = [message for check in checks for message in check.warnings]
-        facts = run_facts(trainer, callbacks, best)
         write_metrics(Path(cfg.paths.output_dir) / METRICS_FILE, metrics, test_metric, best, run_warnings, facts)
         log.info(
             "%s %.4f on the best-validation checkpoint %s (%s %.4f)",

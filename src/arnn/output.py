@@ -64,10 +64,10 @@ def write_json(content: Any, path: Path) -> Path:
 
 def log_to_wandb(name: str, folder: Path, files: Iterable[Path], summary: Mapping[str, Any] | None = None) -> None:
     """Log the PNGs among `files` as images (and `summary` as the run summary) to a W&B run of its own under
-    `folder` — offline unless W&B is configured (`arnn.wandb_mode`)."""
+    `folder` — offline unless W&B is configured (`arnn.runs.wandb_mode`)."""
     import wandb
 
-    from arnn.wandb_mode import wandb_configured
+    from arnn.runs.wandb_mode import wandb_configured
 
     mode = "online" if wandb_configured() else "offline"
     run = wandb.init(project="arnn", job_type="analysis", name=name, group="analysis", dir=str(folder), mode=mode)

@@ -10,19 +10,18 @@ both descent steps for this G (float64 throughout):
 
 Both record ‖WᵀW − I‖_F and L(W) after every step.
 
-    python -m arnn.experiments.unitarity_drift [--size 64] [--steps 100] [--lr 0.01] [--seed 0] [--out DIR]
+    python -m arnn.analysis unitarity_drift [--size 64] [--steps 100] [--lr 0.01] [--seed 0] [--out DIR]
 """
 
 import argparse
-import csv
 from pathlib import Path
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from arnn.cells.constrained import orthogonality_error
+from arnn.output import analysis_dir, new_figure, save_figure, write_csv
 
 TABLE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
@@ -51,20 +50,10 @@ def run(size: int = 64, steps: int = 100, lr: float = 0.01, seed: int = 0) -> di
     return history
 
 
-def write_csv(history: dict[str, list[float]], path: Path) -> None:
-    """One row per step: step, then each recorded series."""
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["step", *history])
-        for step, values in enumerate(zip(*history.values(), strict=True), start=1):
-            writer.writerow([step, *(f"{value:.6e}" for value in values)])
-
-
-def plot(history: dict[str, list[float]], path: Path, lr: float) -> None:
+def plot(history: dict[str, list[float]], lr: float) -> Figure:
     """‖WᵀW − I‖_F against the step for both updates, log-scale y."""
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure = new_figure()
+    axes = figure.axes[0]
     steps = range(1, len(history["lie"]) + 1)
     axes.plot(steps, history["naive"], label=f"naive: W ← W − {lr}·G")
     axes.plot(steps, history["lie"], label=f"Lie algebra: B ← B − {lr}·(GWᵀ − WGᵀ), W = exp(B)")
@@ -73,17 +62,19 @@ def plot(history: dict[str, list[float]], path: Path, lr: float) -> None:
     axes.set_ylabel(r"$\|W^\top W - I\|_F$")
     axes.set_title("Distance from the orthogonal group")
     axes.legend()
-    figure.savefig(path, dpi=120)
+    return figure
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the experiment, print a short table, write unitarity_drift.csv and unitarity_drift.png to --out."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m arnn.analysis unitarity_drift", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--size", type=int, default=64, help="n of the n×n matrix W")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--lr", type=float, default=0.01, help="step size α")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("outputs/unitarity_drift"))
+    parser.add_argument("--out", type=Path, help="output folder (default: outputs/analysis/unitarity_drift/<time>)")
     args = parser.parse_args(argv)
     if args.size < 1 or args.steps < 1 or not args.lr > 0:
         parser.error("--size and --steps must be >= 1 and --lr > 0")
@@ -92,10 +83,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'step':>5}  {'lie':>10}  {'naive':>10}   ‖WᵀW − I‖_F, n={args.size}, α={args.lr}")
     for step in sorted({*(s for s in TABLE_STEPS if s <= args.steps), args.steps}):
         print(f"{step:>5}  {history['lie'][step - 1]:10.3e}  {history['naive'][step - 1]:10.3e}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(history, args.out / "unitarity_drift.csv")
-    plot(history, args.out / "unitarity_drift.png", args.lr)
-    print(f"wrote {args.out / 'unitarity_drift.csv'} and {args.out / 'unitarity_drift.png'}")
+    folder = analysis_dir("unitarity_drift", args.out)
+    rows = [
+        {"step": step, **{name: f"{series[step - 1]:.6e}" for name, series in history.items()}}
+        for step in range(1, args.steps + 1)
+    ]
+    files = [
+        write_csv(rows, folder / "unitarity_drift.csv"),
+        save_figure(plot(history, args.lr), folder / "unitarity_drift.png"),
+    ]
+    print("wrote " + " and ".join(map(str, files)))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # torch and Lightning load only when something is built, not 
 
     from arnn.lit.base import TaskModule
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+"""The configs, inside the package: src/arnn/conf links to the top-level conf/, and a wheel carries a copy."""
 CONFIG_NAME = "train"
 HYDRA_VERSION_BASE = "1.3"
 

@@ -4,17 +4,15 @@ with the metrics an uninterrupted run would have had."""
 import logging
 from pathlib import Path
 
-import numpy as np
-import pytorch_lightning as pl
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from arnn.build import compose
 from arnn.errors import UserError
+from arnn.runs.build import compose
+from arnn.runs.checkpoint import LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
@@ -82,15 +80,3 @@ def resume_arguments(arguments: list[str], conf_dir: Path) -> list[str]:
         )
     log.info("resuming %s", earlier)
     return [*arguments, f"{key}={earlier}"]
-
-
-class ReseedEachEpoch(pl.Callback):
-    """Reseeds every global RNG at the start of each training epoch from (seed, epoch), so what an epoch draws
-    (fresh noise padding, dropout, worker seeds) does not depend on what ran before it: a resumed run repeats it."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch_seed = int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0])
-        pl.seed_everything(epoch_seed, workers=True, verbose=False)

@@ -1,5 +1,5 @@
-"""Callbacks that a test adds to a train.py run from the command line (`+callbacks.<name>._target_=tests.faults...`)
-to break it at a chosen point or record where it started."""
+"""Callbacks that a test adds to a train.py run from the command line
+(`+callbacks.<name>._target_=tests.helpers.faults...`) to break it at a chosen point or record where it started."""
 
 import os
 import signal

@@ -11,22 +11,12 @@ import torch
 from lightning_fabric.plugins.io import TorchCheckpointIO
 from omegaconf import OmegaConf
 
-from arnn.build import build_module
 from arnn.errors import UserError
+from arnn.runs.build import build_module
 
 CONFIG_KEY = "arnn_config"
-
-
-class ConfigInCheckpoint(pl.Callback):
-    """Writes the resolved run config into every checkpoint under `arnn_config`."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
-
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint[CONFIG_KEY] = self.config
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+"""Where a run keeps the end of its latest epoch (`resume=true` continues from it)."""
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

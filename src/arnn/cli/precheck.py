@@ -23,7 +23,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from arnn.build import compose, hydra_configs
+from arnn.runs.build import compose, hydra_configs
 
 _CHOICE_SWEEPS = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP)
 _ABSENT = object()
@@ -147,11 +147,11 @@ def _runs_jobs(args: Namespace) -> bool:
 
 
 def _value_error(cfg: DictConfig, multirun: bool) -> str | None:
-    """The job's config checked by `arnn.schema` (types, ranges) here, so that a bad value writes no run directory;
+    """The job's config checked by `arnn.cli.schema` (types, ranges) here, so that a bad value writes no run directory;
     the values of a sweep are checked in each job."""
+    from arnn.cli.schema import validate
     from arnn.errors import ConfigError
-    from arnn.schema import validate
-    from arnn.wandb_mode import register_resolver
+    from arnn.runs.wandb_mode import register_resolver
 
     register_resolver()
     job = cfg.copy()

@@ -1,1 +1,0 @@
-"""Small standalone experiments, each runnable as `python -m arnn.experiments.<name>`."""
