@@ -273,3 +273,13 @@ def test_kru_and_soft_orthogonal_start_unitary():
     soft = SoftOrthogonalRNNCell(1, 128)
     torch.testing.assert_close(soft.weight.t() @ soft.weight, torch.eye(128), rtol=0, atol=1e-5)
     assert _eigen_angles(soft.weight.detach()).mean().item() == pytest.approx(math.pi / 2, rel=0.2)
+
+
+def test_cornn_starts_as_the_authors_single_linear_layer_does():
+    # tk-rusch/coRNN keeps [V W 𝒲] and b in one nn.Linear(m + 2n, n): every entry U(±1/√(m + 2n)), std bound/√3
+    torch.manual_seed(0)
+    cell = CoupledOscillatorCell(1, 256)
+    bound = 1 / math.sqrt(1 + 2 * 256)
+    weights = torch.cat([cell.input_proj.weight.flatten(), cell.input_proj.bias, cell.recurrent_weight.flatten()])
+    assert weights.abs().max().item() <= bound
+    assert weights.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
