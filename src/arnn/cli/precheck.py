@@ -50,17 +50,15 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
         except MissingConfigException as error:
             return _missing_config(error, loader)
         except ConfigCompositionException as error:
-            message = _composition_error(error, overrides)
-            if swept_groups and " is not in the config" in message:
+            unknown = _unknown_override(error, overrides)
+            if swept_groups and unknown is not None:
                 # Hydra composes the sweep's base config without the swept groups, so a key that only their
                 # choices have (e.g. data.data_dir of the experiments' data) needs ++ (add, or set where present)
-                key = message.split(" ", 1)[0]
-                value = next(o.input_line for o in overrides if o.key_or_group == key).split("=", 1)[1]
                 return (
-                    f"{key} is not in the config that a sweep over {', '.join(swept_groups)} starts from; write "
-                    f"++{key}={value} to set it in every job"
+                    f"{unknown.key_or_group} is not in the config that a sweep over {', '.join(swept_groups)} "
+                    f"starts from; write ++{unknown.input_line} to set it in every job"
                 )
-            return message
+            return _composition_error(error, overrides)
         if message := _sweep_error(sweeps, cfg, loader):
             return message
     if not _runs_jobs(args):
@@ -90,12 +88,17 @@ def _missing_config(error: MissingConfigException, loader: ConfigLoader) -> str:
     return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
 
 
-def _composition_error(error: ConfigCompositionException, overrides: list[Override]) -> str:
+def _unknown_override(error: ConfigCompositionException, overrides: list[Override]) -> Override | None:
+    """The override whose key is not in the config, when that is why composition failed."""
     cause = error.__cause__
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and isinstance(cause.parent_node, DictConfig):
-        override = next((o for o in overrides if o.key_or_group == cause.full_key), None)
-        if override is not None:
-            return _unknown_key(override, cause.parent_node)
+        return next((o for o in overrides if o.key_or_group == cause.full_key), None)
+    return None
+
+
+def _composition_error(error: ConfigCompositionException, overrides: list[Override]) -> str:
+    if (override := _unknown_override(error, overrides)) is not None:
+        return _unknown_key(override, error.__cause__.parent_node)
     return _first_paragraph(error)
 
 
