@@ -27,15 +27,17 @@ bench: install
 	$(PY) -m arnn.bench $(ARGS)
 
 # A full-scale table row in the background, continued where it stopped when run again (after a kill, or on a new
-# machine with results/ checked out): make row ROW=paper_pmnist_arnn DATA=<folder holding MNIST/raw> THREADS=1
-ROW ?= paper_pmnist_arnn
+# machine with results/ checked out): make row ROW=paper/pmnist/arnn DATA=<folder holding MNIST/raw> THREADS=1
+ROW ?= paper/pmnist/arnn
+# results/paper_pmnist_arnn for ROW=paper/pmnist/arnn: the experiment's task_name
+RUN = $(subst /,_,$(ROW))
 DATA ?= data
 THREADS ?= 1
 row: install
 	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) nohup $(PY) train.py experiment=$(ROW) \
-		data.data_dir=$(DATA) logger=csv resume=true hydra.run.dir=results/$(ROW) \
-		callbacks.rich_progress_bar=null +trainer.enable_progress_bar=false $(ARGS) >> results/$(ROW).out 2>&1 &
-	@echo "started $(ROW) in the background: log results/$(ROW)/$(ROW).log, epochs results/$(ROW)/csv/metrics.csv"
+		data.data_dir=$(DATA) logger=csv resume=true hydra.run.dir=results/$(RUN) \
+		callbacks.rich_progress_bar=null +trainer.enable_progress_bar=false $(ARGS) >> results/$(RUN).out 2>&1 &
+	@echo "started $(ROW) in the background: log results/$(RUN)/$(RUN).log, epochs results/$(RUN)/csv/metrics.csv"
 
 # Uploads the offline W&B runs under outputs/ (after `wandb login`); runs synced before are skipped.
 sync: install

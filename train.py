@@ -1,4 +1,5 @@
-"""Train a recurrent network from the command line: `python train.py model=arnn_gated data=pmnist`.
+"""Train a recurrent network from the command line: `python train.py model=arnn_gated data=pmnist`
+(`python train.py --list-experiments` lists the experiments).
 
 Configuration lives in conf/ (entry: conf/train.yaml); the work is done by `arnn.runs.train.train`. Mistakes end in
 one line `error: ...` and a non-zero exit: the command line is checked before Hydra starts (`arnn.cli.precheck`),
@@ -19,6 +20,7 @@ from arnn.cli.precheck import command_line_error
 from arnn.cli.resume import resume_arguments
 from arnn.errors import DivergedError, UserError, find_user_error
 from arnn.runs.build import CONF_DIR, CONFIG_NAME, HYDRA_VERSION_BASE
+from arnn.runs.experiments import listing, register_rows
 
 
 def log_to_file(message: str) -> None:
@@ -76,6 +78,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--list-experiments"]:
+        sys.exit(print(listing(CONF_DIR)))
     if message := command_line_error(sys.argv[1:], CONF_DIR, CONFIG_NAME):
         sys.exit(f"error: {message}")
     try:
@@ -83,4 +87,5 @@ if __name__ == "__main__":
     except UserError as error:
         sys.exit(f"error: {error}")
     EARLIER_RUN_DIR = existing_run_dir(sys.argv[1:])
+    register_rows(CONF_DIR)  # the paper/<column>/<model> experiments, before Hydra composes
     main()

@@ -12,7 +12,7 @@ import torch
 from arnn.cli.precheck import command_line_error
 from arnn.data import MNISTDataModule
 from arnn.errors import DataNotFoundError
-from tests.helpers.runs import FAST, ROOT, run_cli
+from tests.helpers.runs import EXPERIMENTS, FAST, ROOT, run_cli
 
 CASES = {
     "unknown_model": (["model=nope"], "unknown model 'nope'; choose one of: ablation, arnn, arnn_gated"),
@@ -194,7 +194,7 @@ def test_the_other_commands_answer_bad_input_in_one_line(tmp_path, bad_files, ar
     assert not (tmp_path / "out").exists()
 
 
-EXPERIMENT = min(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
+EXPERIMENT = min(EXPERIMENTS)
 
 
 def _check(*arguments: str) -> str | None:
@@ -208,7 +208,7 @@ def _check(*arguments: str) -> str | None:
         ["-m", "model=arnn,lstm", "model.eps=0.1,0.2", "callbacks=[default],[default,jacobian_spectrum]"],
         ["-m", "hydra/launcher=submitit_local", "model.hidden_size=range(8,17,8)"],
         # a key that only the swept experiments' data has, set in every job with ++
-        ["-m", "experiment=paper_pmnist_kru_quick,paper_smnist_lstm_quick", "++data.data_dir=/data", "seed=1,2"],
+        ["-m", "experiment=paper/pmnist/quick/kru,paper/smnist/quick/lstm", "++data.data_dir=/data", "seed=1,2"],
         [f"experiment={EXPERIMENT}", "+trainer.precision=16-mixed", "~callbacks.lr_monitor"],
         ["--cfg", "job", "model=lstm"],
         ["hydra.run.dir=outputs/a new folder/run"],
@@ -224,11 +224,27 @@ def test_a_valid_command_line_passes_the_pre_check(arguments):
         (["hydra/launcher=nope"], "unknown hydra/launcher 'nope'; choose one of: basic,"),
         (["-m", "hydra/launcher=basic,nope"], "unknown hydra/launcher 'nope'"),
         (["-m", "callbacks=[default],[nope]"], "unknown callbacks 'nope'"),
-        (["experiment=nope"], "unknown experiment 'nope'; choose one of: comparison_pdigits, ode_compare, paper_"),
+        (
+            ["experiment=nope"],
+            f"unknown experiment 'nope'; python train.py --list-experiments lists all {len(EXPERIMENTS)}",
+        ),
+        (
+            ["experiment=paper/pmnist/arnnn"],
+            "unknown experiment 'paper/pmnist/arnnn'; did you mean paper/pmnist/arnn or",
+        ),
+        # a name from before the experiment tree, alone or in a sweep
+        (
+            ["experiment=paper_pmnist_arnn_quick"],
+            "experiment=paper_pmnist_arnn_quick is now experiment=paper/pmnist/quick/arnn",
+        ),
+        (
+            ["-m", "experiment=paper/pmnist/arnn,sysid_units"],
+            "experiment=sysid_units is now experiment=paper/sysid/units",
+        ),
         (["~foo"], "Could not delete from config. 'foo' does not exist."),
         (["model.eps=0.1,0.2"], "Ambiguous value for argument 'model.eps=0.1,0.2'; 1. To use it as a list"),
         (
-            ["-m", "experiment=paper_pmnist_kru_quick,paper_smnist_lstm_quick", "data.data_dir=/data"],
+            ["-m", "experiment=paper/pmnist/quick/kru,paper/smnist/quick/lstm", "data.data_dir=/data"],
             "data.data_dir is not in the config that a sweep over experiment starts from; write ++data.data_dir=/data "
             "to set it in every job",
         ),

@@ -36,7 +36,7 @@ def test_a_wheel_install_finds_its_configs_away_from_the_checkout(installed):
     where = _run(installed, "-c", "import arnn.runs.build as b; print(b.__file__); print(b.CONF_DIR)")
     module_file, conf_dir = where.stdout.split()
     assert Path(module_file).is_relative_to(installed / "site") and not Path(conf_dir).is_symlink()
-    assert (Path(conf_dir) / "train.yaml").is_file() and (Path(conf_dir) / "experiment" / "rows").is_dir()
+    assert (Path(conf_dir) / "train.yaml").is_file() and (Path(conf_dir) / "experiment" / "paper" / "rows").is_dir()
 
     jacobian = _run(installed, "-m", "arnn.analysis", "jacobian", "--models", "arnn", "--gammas", "0.1", "--batch", "4")
     assert jacobian.returncode == 0, jacobian.stderr

@@ -122,7 +122,7 @@ def test_report_rejects_heatmap_rows_that_are_not_a_swept_key(gamma_eps_sweep, t
 def test_report_compares_our_test_accuracy_with_the_paper_row_for_the_dataset(tiny_mnist, tmp_path):
     folder = _multirun(
         tmp_path / "multirun",
-        "experiment=paper_pmnist_arnn",
+        "experiment=paper/pmnist/arnn",
         "seed=1,2",
         f"data.data_dir={tiny_mnist}",
         "data.download=false",
@@ -162,17 +162,17 @@ def test_report_rejects_a_multirun_without_finished_jobs(tmp_path):
 
 def test_sysid_units_experiments_sweep_three_models_seven_sizes_two_snrs_and_the_realisations():
     sweeps = {}
-    for experiment in ("sysid_units", "sysid_units_quick"):
+    for experiment in ("paper/sysid/units", "paper/sysid/quick/units"):
         cfg = compose([f"experiment={experiment}"], hydra_config=True)
         sweeps[experiment] = cfg.hydra.sweeper.params
         assert cfg.data.batch_size == 10 and cfg.optimizer.lr == 0.01 and cfg.monitor.metric == "val/r2"
-    assert dict(sweeps["sysid_units"]) == {
+    assert dict(sweeps["paper/sysid/units"]) == {
         "model": "rnn_relu,svd_urnn,lstm",
         "model.hidden_size": "range(2,16,2)",
         "data.snr_db": "15,20",
         "data.realisation": "range(30)",
     }
-    assert sweeps["sysid_units_quick"]["data.realisation"] == "range(2)"
+    assert sweeps["paper/sysid/quick/units"]["data.realisation"] == "range(2)"
 
 
 def _sysid_job(number: int, model: str, units: int, snr: float, r2: float) -> Job:
@@ -205,7 +205,7 @@ def test_r2_vs_units_averages_the_realisations_of_each_model_snr_and_size():
 def test_sysid_units_writes_test_r2_per_model_and_hidden_size_of_a_real_sweep(tmp_path):
     folder = _multirun(
         tmp_path / "multirun",
-        "experiment=sysid_units",
+        "experiment=paper/sysid/units",
         "model=rnn_relu,lstm",
         "model.hidden_size=2,4",
         "data.snr_db=20",

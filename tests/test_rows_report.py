@@ -22,14 +22,17 @@ TINY = [
 @pytest.mark.e2e
 def test_rows_report_puts_paper_full_and_quick_side_by_side_with_each_runs_facts(tiny_mnist, tmp_path):
     results = tmp_path / "results"
-    for experiment in ("paper_pmnist_arnn", "paper_pmnist_arnn_quick"):
+    for experiment, task_name in (
+        ("paper/pmnist/arnn", "paper_pmnist_arnn"),
+        ("paper/pmnist/quick/arnn", "paper_pmnist_arnn_quick"),
+    ):
         run = run_cli(
             f"experiment={experiment}",
             *FAST,
             *TINY,
             f"data.data_dir={tiny_mnist}",
             "data.download=false",
-            f"hydra.run.dir={results / experiment}",
+            f"hydra.run.dir={results / task_name}",
         )
         assert run.returncode == 0, run.stderr
     quick = json.loads((results / "paper_pmnist_arnn_quick" / "metrics.json").read_text())

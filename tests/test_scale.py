@@ -239,7 +239,7 @@ def test_multirun_jobs_share_one_wandb_group_per_sweep():
 
 
 def test_wandb_group_and_tags_name_the_experiment():
-    experiment = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))[0]
+    experiment = "paper/pmnist/quick/arnn"
     register_resolver()
     cfg = compose_with_hydra("logger=wandb", f"experiment={experiment}", "hydra.mode=MULTIRUN", "hydra.sweep.dir=/s/x")
     HydraConfig.instance().set_config(cfg)

@@ -12,10 +12,12 @@ from omegaconf import DictConfig
 from arnn.cli.schema import describe, parameters_of, validate
 from arnn.data import DigitsDataModule
 from arnn.errors import ConfigError
-from tests.helpers.runs import ROOT, compose_run_cfg
+from tests.helpers.runs import EXPERIMENTS, ROOT, compose_run_cfg
 
-GROUPS = ("task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "experiment")
-SHIPPED = [f"{group}={path.stem}" for group in GROUPS for path in sorted((ROOT / "conf" / group).glob("*.yaml"))]
+GROUPS = ("task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer")
+SHIPPED = [f"{group}={path.stem}" for group in GROUPS for path in sorted((ROOT / "conf" / group).glob("*.yaml"))] + [
+    f"experiment={name}" for name in EXPERIMENTS
+]
 
 
 @pytest.fixture

@@ -14,17 +14,16 @@ from arnn.runs.build import build
 from arnn.runs.checkpoint import load_model
 from arnn.runs.train import train
 from tests.helpers.data import SHARED_DATA, requires_shared_data
-from tests.helpers.runs import FAST, ROOT, run_cli
+from tests.helpers.runs import EXPERIMENTS, FAST, ROOT, run_cli
 
 MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
-EXPERIMENTS = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
-PAPER_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper_") and not name.endswith("_quick")]
-QUICK_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper_") and name.endswith("_quick")]
+PAPER_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper/") and "/quick/" not in name]
+QUICK_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper/") and "/quick/" in name]
 # Seed 000's two tables (PAPER.md §1): the dataset columns and the model rows, as config names.
 MNIST_ROWS = ["lstm", "fcurnn_116", "fcurnn_512", "soft_orth", "kru", "arnn", "arnn_gated"]
 CIFAR_ROWS = ["lstm", "ablation", "arnn", "arnn_gated"]
-SEED_000_TABLES = [f"paper_{data}_{row}" for data in ("smnist", "pmnist") for row in MNIST_ROWS] + [
-    f"paper_{data}_{row}" for data in ("scifar10", "ncifar10") for row in CIFAR_ROWS
+SEED_000_TABLES = [f"paper/{data}/{row}" for data in ("smnist", "pmnist") for row in MNIST_ROWS] + [
+    f"paper/{data}/{row}" for data in ("scifar10", "ncifar10") for row in CIFAR_ROWS
 ]
 # What a quick variant may change: its name, the training budget and the data's size (never the model or optimizer).
 QUICK_KEYS = {
@@ -161,12 +160,18 @@ def test_every_cell_of_the_antisymmetric_rnn_tables_has_a_paper_experiment_with_
     for experiment in SEED_000_TABLES:
         cfg = make_cfg(f"experiment={experiment}")
         data = HydraConfig.get().runtime.choices.data
-        assert experiment == f"paper_{data}_{experiment.split('_', 2)[2]}" and cfg.task_name == experiment
+        assert experiment.split("/")[1] == data and cfg.task_name == experiment.replace("/", "_")
         assert cfg.model.hidden_size == cfg.paper.units and 10 < cfg.paper.test_acc[data] < 100
 
 
+def _quick(experiment: str) -> str:
+    """paper/<data>/quick/<model> for paper/<data>/<model>."""
+    head, _, model = experiment.rpartition("/")
+    return f"{head}/quick/{model}"
+
+
 def test_every_paper_experiment_has_a_quick_variant_and_every_quick_variant_a_paper_experiment():
-    assert {f"{name}_quick" for name in PAPER_EXPERIMENTS} == set(QUICK_EXPERIMENTS)
+    assert {_quick(name) for name in PAPER_EXPERIMENTS} == set(QUICK_EXPERIMENTS)
 
 
 def _leaves(node: object, key: str = "") -> dict[str, object]:
@@ -183,13 +188,17 @@ def _leaves(node: object, key: str = "") -> dict[str, object]:
 @pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
 def test_quick_variant_keeps_the_paper_setting_and_changes_only_budget_and_data_size(make_cfg, experiment):
     leaves, sweeps = {}, {}
-    for name in (experiment, f"{experiment}_quick"):
+    for name in (experiment, _quick(experiment)):
         leaves[name] = _leaves(OmegaConf.to_container(make_cfg(f"experiment={name}")))
         sweeps[name] = HydraConfig.get().sweeper.params
-    full, quick = leaves[experiment], leaves[f"{experiment}_quick"]
+    full, quick = leaves[experiment], leaves[_quick(experiment)]
     changed = {key for key in full.keys() | quick.keys() if full.get(key) != quick.get(key)}
-    assert changed <= QUICK_KEYS and quick["task_name"] == f"{experiment}_quick"
-    assert sweeps[experiment] == sweeps[f"{experiment}_quick"]  # a quick sweep runs the same models and sizes
+    assert changed <= QUICK_KEYS and quick["task_name"] == full["task_name"] + "_quick"
+    # a quick sweep runs the same models and sizes (sysid's on fewer realisations of its teacher)
+    full_sweep, quick_sweep = (dict(sweeps[name] or {}) for name in (experiment, _quick(experiment)))
+    assert {k: v for k, v in full_sweep.items() if k != "data.realisation"} == {
+        k: v for k, v in quick_sweep.items() if k != "data.realisation"
+    }
 
 
 # The CIFAR table's one parameter column counts the pixel models (3 inputs per step); noise-padded CIFAR feeds 96.

@@ -42,7 +42,7 @@ from arnn.errors import ConfigError
 from arnn.output import analysis_dir, new_figure, save_figure, write_csv
 from arnn.runs.build import CONF_DIR, compose
 
-EPOCH_CONFIG = ("experiment=paper_pmnist_arnn", "logger=csv", "callbacks.rich_progress_bar=null")
+EPOCH_CONFIG = ("experiment=paper/pmnist/arnn", "logger=csv", "callbacks.rich_progress_bar=null")
 """The epoch `--epoch` times by default: the full pMNIST row as its long run is started."""
 
 MODELS = tuple(sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml")))

@@ -9,9 +9,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from arnn.runs.build import compose
+from arnn.runs.build import CONF_DIR, compose
+from arnn.runs.experiments import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS = [experiment.name for experiment in catalogue(CONF_DIR)]
+"""Every `experiment=` name: the files under conf/experiment/ and the paper rows' registered columns."""
 FAST = ["trainer=debug", "logger=csv", "callbacks.rich_progress_bar=null"]
 
 

@@ -1,5 +1,5 @@
 """Seed 004's figures 2 and 3: test R² vs hidden units of RNN, URNN and LSTM students of a contractive ReLU
-teacher, from a `data=sysid` multirun (`python train.py -m experiment=sysid_units`).
+teacher, from a `data=sysid` multirun (`python train.py -m experiment=paper/sysid/units`).
 
     python -m arnn.analysis sysid_units outputs/sysid_units/multiruns/<date>_<time> [--out DIR] [--wandb]
 
@@ -35,7 +35,7 @@ def job_setting(job: Job) -> tuple[str, float | None, int]:
     if job.choices.get("data") != "sysid" or METRIC not in job.metrics:
         raise UserError(
             f"job {job.number} in {job.folder.parent} is not a finished data=sysid job with {METRIC}; "
-            "pass a multirun of `python train.py -m experiment=sysid_units`"
+            "pass a multirun of `python train.py -m experiment=paper/sysid/units`"
         )
     snr = job.config.data.snr_db
     return job.choices["model"], None if snr is None else float(snr), int(job.config.model.hidden_size)

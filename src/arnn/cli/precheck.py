@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from arnn.runs.build import compose, hydra_configs
+from arnn.runs.experiments import unknown_experiment
 
 _CHOICE_SWEEPS = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP)
 _ABSENT = object()
@@ -44,11 +45,11 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
     sweeps = [override for override in overrides if args.multirun and override.is_sweep_override()]
     with hydra_configs(conf_dir) as loader:
         job_overrides = [override.input_line for override in overrides if override not in sweeps]
-        swept_groups = [o.key_or_group for o in sweeps if loader.get_group_options(o.key_or_group)]
+        swept_groups = [o.key_or_group for o in sweeps if loader.get_group_options(o.key_or_group, results_filter=None)]
         try:
             cfg = compose(job_overrides, config_name=args.config_name or config_name, hydra_config=True)
         except MissingConfigException as error:
-            return _missing_config(error, loader)
+            return _missing_config(error, loader, conf_dir)
         except ConfigCompositionException as error:
             unknown = _unknown_override(error, overrides)
             if swept_groups and unknown is not None:
@@ -59,7 +60,7 @@ def command_line_error(arguments: list[str], conf_dir: Path, config_name: str) -
                     f"starts from; write ++{unknown.input_line} to set it in every job"
                 )
             return _composition_error(error, overrides)
-        if message := _sweep_error(sweeps, cfg, loader):
+        if message := _sweep_error(sweeps, cfg, loader, conf_dir):
             return message
     if not _runs_jobs(args):
         return None
@@ -79,9 +80,13 @@ def _syntax_error(error: OverrideParseException) -> str:
     )
 
 
-def _missing_config(error: MissingConfigException, loader: ConfigLoader) -> str:
-    """An unknown choice of a config group (`model=nope`, `callbacks=[default,nope]`, `hydra/launcher=nope`)."""
-    group, _, name = (error.missing_cfg_file or "").rpartition("/")
+def _missing_config(error: MissingConfigException, loader: ConfigLoader, conf_dir: Path) -> str:
+    """An unknown choice of a config group (`model=nope`, `callbacks=[default,nope]`, `hydra/launcher=nope`); an
+    experiment is named by its path in the tree (`experiment=paper/pmnist/arnn`)."""
+    missing = error.missing_cfg_file or ""
+    if missing.startswith("experiment/"):
+        return unknown_experiment(missing.removeprefix("experiment/"), conf_dir)
+    group, _, name = missing.rpartition("/")
     options = loader.get_group_options(group) if group else []
     if not options:
         return _first_paragraph(error)
@@ -118,7 +123,7 @@ def _unknown_key(override: Override, parent: DictConfig | None) -> str:
     return f"{key} is not in the config; did you mean {suggestion}? (to add a new key: +{override.input_line})"
 
 
-def _sweep_error(sweeps: list[Override], cfg: DictConfig, loader: ConfigLoader) -> str | None:
+def _sweep_error(sweeps: list[Override], cfg: DictConfig, loader: ConfigLoader, conf_dir: Path) -> str | None:
     """Sweep overrides (`-m model=arnn,nope`, `-m model.hiden_size=1,2`): each choice must exist, each key too."""
     for override in sweeps:
         key = override.key_or_group
@@ -127,8 +132,11 @@ def _sweep_error(sweeps: list[Override], cfg: DictConfig, loader: ConfigLoader) 
                 continue
             for value in _choices(override):
                 group, _, name = f"{key}/{value}".rpartition("/")
-                if name not in (options := loader.get_group_options(group)):
-                    return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
+                if name in (options := loader.get_group_options(group)):
+                    continue
+                if key == "experiment":
+                    return unknown_experiment(value, conf_dir)
+                return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
         elif not (override.is_add() or override.is_force_add() or override.is_delete()):
             if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is _ABSENT:
                 parent_path = key.rpartition(".")[0]

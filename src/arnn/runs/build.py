@@ -14,6 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from arnn.runs.experiments import register_rows
+
 if TYPE_CHECKING:  # torch and Lightning load only when something is built, not for a command-line check
     import pytorch_lightning as pl
 
@@ -29,6 +31,7 @@ HYDRA_VERSION_BASE = "1.3"
 def hydra_configs(conf_dir: Path = CONF_DIR) -> Iterator[ConfigLoader]:
     """Hydra set up on `conf_dir` for the block, giving its config loader (config groups and their options)."""
     GlobalHydra.instance().clear()
+    register_rows(conf_dir)
     try:
         with hydra.initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=HYDRA_VERSION_BASE):
             yield GlobalHydra.instance().config_loader()
