@@ -58,6 +58,7 @@ TRAINING_BACKENDS = tuple(b for b in BACKENDS if b not in ("auto", "parallel"))
 BASELINE = ("rnn", NO_BACKEND)
 LINESTYLES = {"eager": (0, (5, 1, 1, 1)), "unrolled": "--", "fused": ":", "graph": "-."}
 JACOBIAN_COPIES = 3
+AUTOCAST = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 """DEER's peak memory in (T, B, n, n) Jacobians: the Jacobians, the pair levels of the scan and their products
 (measured: 98 MiB at T=256, B=2, n=128, where one copy is 32 MiB)."""
 
@@ -72,6 +73,8 @@ class Setting:
     device: str
     threads: int | None
     clock: str = "wall"
+    dtype: str = "fp32"
+    """fp32, or bf16 / fp16: the forward under torch.autocast in that dtype (weights and gradients stay fp32)."""
 
     def now(self) -> float:
         """Seconds on this setting's clock: wall time, or the CPU time of this process, which other processes on a
@@ -172,10 +175,11 @@ def _time_training(encoder: SequenceEncoder, setting: Setting) -> tuple[float, f
     for repeat in range(setting.repeats + 1):
         encoder.zero_grad(set_to_none=True)
         start = setting.now()
-        y, _ = encoder(x)
+        with torch.autocast(device.type, dtype=AUTOCAST[setting.dtype], enabled=setting.dtype != "fp32"):
+            y, _ = encoder(x)
         _synchronize(device)
         middle = setting.now()
-        y[:, -1].sum().backward()
+        y[:, -1].float().sum().backward()
         _synchronize(device)
         if repeat:  # the first pass warms up allocator and kernels
             forward.append(middle - start)
@@ -442,6 +446,9 @@ def _parser() -> argparse.ArgumentParser:
         help="wall time, or CPU time of the process (CPU only; steadier on a shared machine, = wall with --threads 1 "
         "on an idle one)",
     )
+    parser.add_argument(
+        "--dtype", choices=tuple(AUTOCAST), default="fp32", help="the forward's autocast dtype (default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/bench/<date>_<time>)")
     parser.add_argument(
         "--epoch",
@@ -515,7 +522,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.clock == "cpu" and not args.device.startswith("cpu"):
         parser.error(f"--clock cpu measures CPU time and cannot time work on {args.device}; use --clock wall")
     setting = Setting(
-        args.batch, args.hidden, args.steps, args.inputs, args.repeats, args.device, args.threads, args.clock
+        args.batch,
+        args.hidden,
+        args.steps,
+        args.inputs,
+        args.repeats,
+        args.device,
+        args.threads,
+        args.clock,
+        args.dtype,
     )
     sweep = [replace(setting, steps=t) for t in args.sweep_steps if t != setting.steps]
     sweep += [replace(setting, hidden=n) for n in args.sweep_hidden if n != setting.hidden]
@@ -544,9 +559,9 @@ def main(argv: list[str] | None = None) -> None:
 
     sections = [
         hardware(args.device, args.threads or torch.get_num_threads()),
-        f"Training: B={setting.batch}, N={setting.hidden}, T={setting.steps}, m={setting.inputs}, {setting.clock} "
-        f"time, median of {setting.repeats} after one warm-up; map = the recurrent map alone, computed once per "
-        "forward",
+        f"Training: B={setting.batch}, N={setting.hidden}, T={setting.steps}, m={setting.inputs}, {setting.dtype}, "
+        f"{setting.clock} time, median of {setting.repeats} after one warm-up; map = the recurrent map alone, "
+        "computed once per forward",
         training_table(training, setting),
     ]
     if parallel or skipped:

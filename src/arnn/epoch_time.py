@@ -18,6 +18,7 @@ at the batch's shape per training batch, plus its forward per validation batch. 
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,22 +33,36 @@ from arnn.runs.train import instantiate_entries
 PHASES = ("data", "forward", "backward", "optimizer", "validation", "other")
 
 
-class PhaseClock(pl.Callback):
-    """Process CPU seconds per phase of the training epoch (see the module docstring), summed over batches."""
+def clock(device: str) -> Callable[[], float]:
+    """Seconds of work on `device`: the process's CPU time on the CPU (steady on a shared machine), wall time after
+    the GPU's queue has run on CUDA."""
+    if device == "cpu":
+        return time.process_time
 
-    def __init__(self) -> None:
+    def cuda_now() -> float:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+
+    return cuda_now
+
+
+class PhaseClock(pl.Callback):
+    """Seconds per phase of the training epoch (see the module docstring) on `now`'s clock, summed over batches."""
+
+    def __init__(self, now: Callable[[], float] = time.process_time) -> None:
+        self.now = now
         self.seconds = dict.fromkeys(PHASES, 0.0)
         self.train_batches = self.val_batches = 0
         self.warmed_up = False
         self._mark = 0.0
 
     def _lap(self, phase: str) -> None:
-        now = time.process_time()
+        now = self.now()
         self.seconds[phase] += now - self._mark
         self._mark = now
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._mark = time.process_time()
+        self._mark = self.now()
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, index: int):
         self._lap("data")
@@ -85,6 +100,7 @@ class EpochTime:
 
     config: str
     threads: int
+    device: str
     batch_size: int
     train_batches: int
     val_batches: int
@@ -106,34 +122,38 @@ class EpochTime:
         return self.epoch_s / self.floor_s
 
 
-def _kernel_seconds(net: torch.nn.Module, x: torch.Tensor, repeats: int) -> tuple[float, float]:
-    """Median CPU seconds of the encoder's forward (no grad, as in validation) and of forward+backward of y_T.sum(),
+def _kernel_seconds(
+    net: torch.nn.Module, x: torch.Tensor, repeats: int, now: Callable[[], float]
+) -> tuple[float, float]:
+    """Median seconds of the encoder's forward (no grad, as in validation) and of forward+backward of y_T.sum(),
     after one warm-up pass of each."""
     forward, total = [], []
     for _ in range(repeats + 1):
         with torch.no_grad():
-            start = time.process_time()
+            start = now()
             net(x)
-            forward.append(time.process_time() - start)
+            forward.append(now() - start)
         net.zero_grad(set_to_none=True)
-        start = time.process_time()
+        start = now()
         y, _ = net(x)
         y[:, -1].sum().backward()
-        total.append(time.process_time() - start)
+        total.append(now() - start)
     return statistics.median(forward[1:]), statistics.median(total[1:])
 
 
-def time_epoch(overrides: list[str], batches: int, threads: int, repeats: int = 3) -> EpochTime:
+def time_epoch(overrides: list[str], batches: int, threads: int, repeats: int = 3, device: str = "cpu") -> EpochTime:
     """Fit the config of `overrides` (composed as train.py would) for `batches` + 1 training and `batches` validation
-    batches on
-    `threads` CPU threads and time it against the kernel floor."""
+    batches on `device` ("cpu", with `threads` threads, or "cuda") and time it against the kernel floor."""
     torch.set_num_threads(threads)
-    cfg = compose_config(["trainer.accelerator=cpu", *overrides])
+    now = clock(device)
+    cfg = compose_config(
+        [f"trainer.accelerator={'cpu' if device == 'cpu' else 'gpu'}", "trainer.devices=1", *overrides]
+    )
     module, datamodule = fresh_model(cfg)
     with tempfile.TemporaryDirectory() as output_dir:
         with open_dict(cfg):
             cfg.paths.output_dir = output_dir
-        clock = PhaseClock()
+        phase_clock = PhaseClock(now)
         trainer: pl.Trainer = instantiate(
             cfg.trainer,
             max_epochs=1,
@@ -141,26 +161,28 @@ def time_epoch(overrides: list[str], batches: int, threads: int, repeats: int = 
             limit_val_batches=batches,
             num_sanity_val_steps=0,
             enable_model_summary=False,
-            callbacks=[*instantiate_entries(cfg.get("callbacks")), clock],
+            callbacks=[*instantiate_entries(cfg.get("callbacks")), phase_clock],
             logger=instantiate_entries(cfg.get("logger")) or False,
         )
         trainer.fit(module.train(), datamodule=datamodule)
         x, _ = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
-        forward_s, forward_backward_s = _kernel_seconds(module.net, x, repeats)
+        x = x.to(device)
+        forward_s, forward_backward_s = _kernel_seconds(module.net.to(device), x, repeats, now)
     train_batches, val_batches = len(datamodule.train_dataloader()), len(datamodule.val_dataloader())
-    scale = {phase: train_batches / clock.train_batches for phase in PHASES}
-    scale["validation"] = val_batches / max(clock.val_batches, 1)
+    scale = {phase: train_batches / phase_clock.train_batches for phase in PHASES}
+    scale["validation"] = val_batches / max(phase_clock.val_batches, 1)
     scale["other"] = 1.0  # epoch-end work, once per epoch
     return EpochTime(
         config=" ".join(overrides),
         threads=threads,
+        device=device,
         batch_size=len(x),
         train_batches=train_batches,
         val_batches=val_batches,
-        timed_batches=clock.train_batches,
+        timed_batches=phase_clock.train_batches,
         forward_backward_s=forward_backward_s,
         forward_s=forward_s,
-        phases={phase: clock.seconds[phase] * scale[phase] for phase in PHASES},
+        phases={phase: phase_clock.seconds[phase] * scale[phase] for phase in PHASES},
     )
 
 
@@ -175,7 +197,8 @@ def epoch_table(results: list[EpochTime]) -> str:
     first = results[0]
     lines += [
         "",
-        f"CPU seconds per epoch of `{first.config}`: {first.train_batches} training batches of {first.batch_size} and "
+        f"{'CPU seconds' if first.device == 'cpu' else 'Seconds on ' + first.device} per epoch of "
+        f"`{first.config}`: {first.train_batches} training batches of {first.batch_size} and "
         f"{first.val_batches} validation batches, scaled from {first.timed_batches} timed batches. Floor = "
         f"{first.train_batches} × the encoder's forward+backward + {first.val_batches} × its forward (bench, same "
         "process); ratio = epoch / floor (goal ≤ 1.15).",

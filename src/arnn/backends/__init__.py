@@ -12,7 +12,8 @@ states are rows, so M h is h Mᵀ):
 - `parallel`: DEER / quasi-DEER Newton iterations over all steps with an associative scan (parallel).
 - `unrolled`: autograd through the cell's own `step` (unrolled.py), the slow reference; the cell runs it itself.
 - `auto`: `fused` on a CUDA device where a real call of the kernel, at the model's hidden size and dtype, matched
-  `eager`; `cpp` on the CPU where it compiled and matched `eager`; else `eager`.
+  `eager` and, at the batch's shape, ran forward+backward faster than `eager` (timed once per shape, logged);
+  `cpp` on the CPU where it compiled and matched `eager`; else `eager`. `auto_choice` says which and why.
 
 The modules load on first use, so neither Triton nor CUDA is touched unless a backend needs them.
 """
@@ -20,8 +21,12 @@ The modules load on first use, so neither Triton nor CUDA is touched unless a ba
 import functools
 import importlib
 import importlib.util
+import logging
+import statistics
+import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -39,6 +44,15 @@ _SCANS = {
     "parallel": ("arnn.backends.parallel", "parallel_antisymmetric", "parallel_gated_antisymmetric"),
 }
 _OTHER_BACKEND = "use model.backend=eager (or auto)"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What `model.backend=auto` runs for one case, and why."""
+
+    backend: str
+    reason: str
 
 
 @functools.cache
@@ -56,20 +70,19 @@ def check_backend(name: str) -> None:
 
 
 def resolve_backend(
-    name: str, device: torch.device | str, hidden_size: int | None = None, dtype: torch.dtype | None = None
+    name: str,
+    device: torch.device | str,
+    hidden_size: int | None = None,
+    dtype: torch.dtype | None = None,
+    shape: tuple[int, int, bool] | None = None,
 ) -> str:
     """The backend that runs `model.backend=name` on `device` for this hidden size and dtype of u (the defaults stand
-    for 16 units in fp32): `auto` becomes `fused` or `eager`; a forced backend that cannot run there is a ConfigError
-    naming the fix."""
+    for 16 units in fp32) and `shape` (steps, batch, gated) of the call, if known: `auto` becomes what
+    `auto_choice` says; a forced backend that cannot run there is a ConfigError naming the fix."""
     check_backend(name)
     device = torch.device(device)
-    if name == "auto" and device.type == "cpu":
-        return "cpp" if _cpp_probe() is None else "eager"
     if name == "auto":
-        usable = device.type == "cuda" and _fused_unavailable(device, hidden_size) is None
-        return (
-            "fused" if usable and _fused_probe(device, hidden_size or 16, dtype or torch.float32) is None else "eager"
-        )
+        return auto_choice(device, hidden_size or 16, dtype or torch.float32, shape).backend
     if name == "cpp" and device.type != "cpu":
         raise ConfigError(f"model.backend=cpp runs compiled CPU loops, got device {device}; use model.backend=auto")
     if name == "cpp" and (reason := _cpp_probe()):
@@ -81,6 +94,72 @@ def resolve_backend(
             f"model.backend=graph captures CUDA graphs and needs a CUDA device, got {device}; {_OTHER_BACKEND}"
         )
     return name
+
+
+def auto_choice(
+    device: torch.device, n: int, dtype: torch.dtype, shape: tuple[int, int, bool] | None = None
+) -> AutoChoice:
+    """The backend `auto` runs on `device` for n units, u in `dtype` and, if given, `shape` = (steps, batch, gated):
+    on CUDA, `fused` when its kernel passed the probe and, at that shape, its forward+backward beat eager's."""
+    if device.type == "cpu":
+        reason = _cpp_probe()
+        if reason is not None:
+            return AutoChoice("eager", f"the compiled CPU scan is unavailable ({reason})")
+        return AutoChoice("cpp", "the compiled CPU scan built and matched eager")
+    if device.type != "cuda":
+        return AutoChoice("eager", f"no faster backend runs on {device.type}")
+    if reason := _fused_unavailable(device, n):
+        return AutoChoice("eager", f"the fused kernel {reason}")
+    if reason := _fused_probe(device, n, dtype):
+        return AutoChoice("eager", f"the fused kernel failed its check ({reason})")
+    if shape is None:
+        return AutoChoice("fused", "the fused kernel matched eager (no shape given, so speed not compared)")
+    fused_s, eager_s = race(device, n, dtype, *shape)
+    winner = "fused" if fused_s <= eager_s else "eager"
+    return AutoChoice(winner, f"fused {fused_s * 1e3:.2f} ms vs eager {eager_s * 1e3:.2f} ms forward+backward")
+
+
+@functools.cache
+def race(device: torch.device, n: int, dtype: torch.dtype, steps: int, batch: int, gated: bool) -> tuple[float, float]:
+    """Median seconds of the fused and the eager scan's forward+backward at this shape (2 timed calls each after a
+    warm-up), once per shape: the first call of a new shape pays for it. Logged, so a run's log says what auto ran."""
+    seconds = []
+    # outside any inference_mode / no_grad of the caller (a validation or test step may be the first of a shape)
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        state = torch.float64 if dtype == torch.float64 else torch.float32
+        generator = torch.Generator().manual_seed(0)
+        u = torch.randn(steps, batch, *((2,) if gated else ()), n, generator=generator).to(device, dtype)
+        h0 = torch.zeros(batch, n, device=device, dtype=state)
+        m = (torch.randn(n, n, generator=generator) / n**0.5).to(device, state)
+        for backend in ("fused", "eager"):
+            times = []
+            for _ in range(3):
+                leaves = [t.clone().requires_grad_() for t in (u, h0, m)]
+                _synchronize(device)
+                start = time.perf_counter()
+                scans(backend)[gated](*leaves, 0.1).float().sum().backward()
+                _synchronize(device)
+                times.append(time.perf_counter() - start)
+            seconds.append(statistics.median(times[1:]))
+    fused_s, eager_s = seconds
+    log.info(
+        "model.backend=auto on %s, %d units, u in %s, T=%d, B=%d%s: fused %.2f ms, eager %.2f ms forward+backward: %s",
+        device,
+        n,
+        dtype,
+        steps,
+        batch,
+        " (gated)" if gated else "",
+        fused_s * 1e3,
+        eager_s * 1e3,
+        "fused" if fused_s <= eager_s else "eager",
+    )
+    return fused_s, eager_s
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @functools.cache
@@ -133,9 +212,9 @@ def _compare(candidate: tuple[Scan, Scan], device: torch.device, n: int, dtype: 
     alone."""
     steps, batch = 3, 5
     state = torch.float64 if dtype == torch.float64 else torch.float32  # h0 and M, as the model holds them
-    h0 = torch.linspace(-0.5, 0.5, batch * n, device=device, dtype=state).view(batch, n)
-    m = torch.linspace(-1, 1, n * n, device=device, dtype=state).view(n, n) / n**0.5
-    with torch.enable_grad(), torch.autocast(device.type, enabled=False):
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        h0 = torch.linspace(-0.5, 0.5, batch * n, device=device, dtype=state).view(batch, n)
+        m = torch.linspace(-1, 1, n * n, device=device, dtype=state).view(n, n) / n**0.5
         for gates, scan, reference in zip((1, 2), candidate, scans("eager"), strict=True):
             u = torch.linspace(-1, 1, steps * batch * gates * n, device=device).view(steps, batch, -1, n)
             inputs = (u.squeeze(2).to(dtype), h0, m)

@@ -56,7 +56,8 @@ class _EulerCell(SequenceEncoder):
         if self.backend == "unrolled":
             return unrolled(self.step, x, h0)
         u = self.project_inputs(x)
-        ungated, gated = scans(resolve_backend(self.backend, u.device, self.hidden_size, u.dtype))
+        shape = (u.shape[0], u.shape[1], self.gates == 2)
+        ungated, gated = scans(resolve_backend(self.backend, u.device, self.hidden_size, u.dtype, shape))
         h_all = (gated if self.gates == 2 else ungated)(u, h0, self.recurrent_map(), self.eps)
         return h_all.transpose(0, 1), h_all[-1]
 
