@@ -1,30 +1,40 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
-PY := $(VENV)/bin/python
+VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-fast bench sync clean row
+.PHONY: install train test test-fast bench doctor wheelhouse sync clean row
 
 install: $(STAMP)
 
 # Re-installs only when pyproject.toml is newer than the last install.
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
 train: install
-	$(PY) train.py $(ARGS)
+	$(VENV_PY) train.py $(ARGS)
 
 test: install
-	$(PY) -m pytest $(ARGS)
+	$(VENV_PY) -m pytest $(ARGS)
 
 # The unit tier: no test that fits a model (tests marked e2e) or needs CUDA (gpu); a few minutes at most.
 test-fast: install
-	$(PY) -m pytest -m unit $(ARGS)
+	$(VENV_PY) -m pytest -m unit $(ARGS)
 
 bench: install
-	$(PY) -m arnn.bench $(ARGS)
+	$(VENV_PY) -m arnn.bench $(ARGS)
+
+# Checks and times this machine's A-RNN path (GPU, or tiny sizes on a CPU): python -m arnn.doctor --help
+doctor: install
+	$(VENV_PY) -m arnn.doctor $(ARGS)
+
+# Wheels of everything but torch, torchvision and triton for an offline node with its own torch, e.g.
+# make wheelhouse PY=3.12; then on the node: scripts/offline_node.sh wheelhouse (README, "A GPU node without network")
+PY ?= 3.11
+wheelhouse: install
+	$(VENV_PY) scripts/wheelhouse.py --python-version $(PY) --dest wheelhouse $(ARGS)
 
 # A full-scale table row in the background, continued where it stopped when run again (after a kill, or on a new
 # machine with results/ checked out): make row ROW=paper/pmnist/arnn DATA=<folder holding MNIST/raw> THREADS=1
@@ -34,7 +44,7 @@ RUN = $(subst /,_,$(ROW))
 DATA ?= data
 THREADS ?= 1
 row: install
-	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) nohup $(PY) train.py experiment=$(ROW) \
+	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) nohup $(VENV_PY) train.py experiment=$(ROW) \
 		data.data_dir=$(DATA) logger=csv resume=true hydra.run.dir=results/$(RUN) \
 		callbacks.rich_progress_bar=null +trainer.enable_progress_bar=false $(ARGS) >> results/$(RUN).out 2>&1 &
 	@echo "started $(ROW) in the background: log results/$(RUN)/$(RUN).log, epochs results/$(RUN)/csv/metrics.csv"

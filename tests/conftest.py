@@ -13,7 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torchvision.datasets import CIFAR10
 
-from tests.helpers.data import COLOUR, LABEL_NAMES, MARKED, PER_BATCH, write_idx, write_pickle
+from arnn.data.idx import write_idx
+from tests.helpers.data import COLOUR, LABEL_NAMES, MARKED, PER_BATCH, write_pickle
 from tests.helpers.runs import FAST, compose_run_cfg
 
 # The tests' models are tiny: a second intra-op thread only adds synchronisation, and on 2 shared cores it made a

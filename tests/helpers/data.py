@@ -5,19 +5,11 @@ import hashlib
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.helpers.runs import ROOT
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-def write_idx(path: Path, data: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format MNIST ships in (0x00, 0x00, type 0x08 = ubyte, ndim; big-endian sizes)."""
-    array = np.asarray(data, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + array.tobytes())
 
 
 PER_BATCH = 40
