@@ -3,10 +3,11 @@
     python scripts/wheelhouse.py --python-version 3.12 --dest wheelhouse
 
 (`make wheelhouse PY=3.12`). The list is this environment's: each distribution that arnn and its tests require, at
-the version installed here. Left out: torch, torchvision and triton, everything torch itself requires (the node's
-torch brings those), ruff (a linter), and arnn itself (the node runs it from src/: scripts/offline_node.sh). A
-package with no wheel on the index (pure-Python source only, e.g. antlr4-python3-runtime 4.9.3 of Hydra) is built
-into one here. Writes <dest>/requirements.txt, the list scripts/offline_node.sh installs.
+the version installed here. Left out: torch, torchvision and triton and what only they require (the node's torch
+brings those; what arnn needs by another path, e.g. numpy, is in), ruff (a linter), setuptools (the node's Python
+has its own) and arnn itself (the node runs it from src/: scripts/offline_node.sh). A package with no wheel on the
+index (pure-Python source only, e.g. antlr4-python3-runtime 4.9.3 of Hydra) is built into one here. Writes
+<dest>/requirements.txt, the list scripts/offline_node.sh installs.
 """
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 NODE_BRINGS = ("torch", "torchvision", "triton")
-NOT_NEEDED = {"arnn", "ruff"}
+NOT_NEEDED = {"arnn", "ruff", "setuptools"}
 
 
 def _requires(name: str, extras: frozenset[str]) -> list[str]:
@@ -34,13 +35,13 @@ def _requires(name: str, extras: frozenset[str]) -> list[str]:
     return found
 
 
-def closure(roots: list[str], extras: frozenset[str] = frozenset()) -> set[str]:
-    """`roots` and everything they require that is installed here."""
+def closure(roots: list[str], extras: frozenset[str] = frozenset(), stop: tuple[str, ...] = ()) -> set[str]:
+    """`roots` and everything they require that is installed here, not looking past the names in `stop`."""
     seen: set[str] = set()
     stack = [(root, extras) for root in roots]
     while stack:
         name, name_extras = stack.pop()
-        if name in seen:
+        if name in seen or name in stop:
             continue
         try:
             distribution(name)
@@ -53,7 +54,7 @@ def closure(roots: list[str], extras: frozenset[str] = frozenset()) -> set[str]:
 
 def requirements() -> list[str]:
     """`name==version` of every distribution the wheelhouse holds."""
-    names = closure(["arnn"], frozenset({"dev"})) - closure(list(NODE_BRINGS)) - NOT_NEEDED
+    names = closure(["arnn"], frozenset({"dev"}), stop=NODE_BRINGS) - NOT_NEEDED
     return [f"{name}=={distribution(name).version}" for name in sorted(names)]
 
 

@@ -229,8 +229,9 @@ def run_tests(device: str, seconds: float, log: Path) -> dict[str, object]:
     command = [sys.executable, "-m", "pytest", *selection, "-v", "-p", "no:cacheprovider", "-o", "addopts="]
     with log.open("w") as output:
         try:
-            subprocess.run(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, timeout=max(seconds, 1))
-            status = "finished"
+            code = subprocess.run(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, timeout=max(seconds, 1))
+            # 0 all passed, 1 some failed, 5 none selected; anything else: pytest could not run them
+            status = "finished" if code.returncode in (0, 1, 5) else f"pytest exited {code.returncode}: see tests.log"
         except subprocess.TimeoutExpired:
             status = f"stopped at the budget after {seconds:.0f} s"
     outcomes = re.findall(r"::(\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)", log.read_text())
@@ -300,22 +301,27 @@ def main(argv: list[str] | None = None) -> None:
         plot_bench(bench_rows, folder / "bench.png")
     _progress(f"bench: {len(bench_rows)} cases, {len(dropped)} dropped for the budget")
     epoch_backends = [b for b in (("fused", "eager") if device == "cuda" else ("cpp", "eager")) if b in backends]
-    with tempfile.TemporaryDirectory() as scratch:
-        data_dir, data_text = epoch_data(args.data_dir, Path(scratch))
-        epochs = run_epochs(device, sizes, data_dir, epoch_backends) if budget.left() > 0.25 * args.budget_s else []
-    if epochs:
-        write_csv(epochs, folder / "epoch.csv")
-    _progress(f"epoch: {len(epochs)} backends timed")
+    epochs, epoch_note = [], "skipped: under a quarter of the budget was left after the bench"
+    if budget.left() > 0.25 * args.budget_s:
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                data_dir, epoch_note = epoch_data(args.data_dir, Path(scratch))
+                epochs = run_epochs(device, sizes, data_dir, epoch_backends)
+                write_csv(epochs, folder / "epoch.csv")
+            except Exception as error:  # reported; the tests still run
+                epoch_note = "failed: " + f"{type(error).__name__}: {error}".splitlines()[0]
+    _progress(f"epoch: {len(epochs)} backends timed" if epochs else f"epoch: {epoch_note}")
     tests = run_tests(device, budget.left(), folder / "tests.log")
     write_csv([tests], folder / "tests.csv")
     report = _report(
-        facts, decisions, bench_rows, unusable + dropped, sizes, epochs, data_text, tests, args.budget_s, budget
+        facts, decisions, bench_rows, unusable + dropped, sizes, epochs, epoch_note, tests, args.budget_s, budget
     )
     (folder / "report.md").write_text(report)
     print(report)
-    print(
-        f"wrote {folder}/: report.md, environment.csv, auto.csv, bench.csv, bench.png, epoch.csv, tests.csv, tests.log"
-    )
+    print(f"wrote {folder}/: " + ", ".join(sorted(path.name for path in folder.iterdir())))
+    tests_ran = str(tests["status"]).startswith(("finished", "stopped", "skipped"))
+    if epoch_note.startswith("failed") or tests.get("FAILED") or tests.get("ERROR") or not tests_ran:
+        sys.exit("error: the doctor found a failure: see the report above")
 
 
 def _report(
@@ -325,7 +331,7 @@ def _report(
     dropped: list[str],
     sizes: Sizes,
     epochs: list[dict],
-    data_text: str,
+    epoch_note: str,
     tests: dict[str, object],
     budget_s: float,
     budget: Budget,
@@ -346,7 +352,7 @@ def _report(
     if epochs:
         speedup = epochs[-1]["epoch_s"] / epochs[0]["epoch_s"]
         sections.append(
-            f"## One training epoch of experiment=paper/pmnist/arnn on {data_text}\n\n"
+            f"## One training epoch of experiment=paper/pmnist/arnn on {epoch_note}\n\n"
             + _table(
                 epochs,
                 [
@@ -366,7 +372,7 @@ def _report(
             f"{epochs[0]['backend']} is {speedup:.2f}× faster than {epochs[-1]['backend']}."
         )
     else:
-        sections.append("## Training epoch\n\nskipped: under a quarter of the budget was left after the bench.")
+        sections.append(f"## One training epoch of experiment=paper/pmnist/arnn\n\n{epoch_note}.")
     sections.append(
         "## Tests\n\n"
         + _table(
