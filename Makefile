@@ -46,7 +46,7 @@ THREADS ?= 1
 row: install
 	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) nohup $(VENV_PY) train.py experiment=$(ROW) \
 		data.data_dir=$(DATA) logger=csv resume=true hydra.run.dir=results/$(RUN) \
-		callbacks.rich_progress_bar=null +trainer.enable_progress_bar=false $(ARGS) >> results/$(RUN).out 2>&1 &
+		callbacks.rich_progress_bar=null trainer.enable_progress_bar=false $(ARGS) >> results/$(RUN).out 2>&1 &
 	@echo "started $(ROW) in the background: log results/$(RUN)/*.log, epochs results/$(RUN)/csv/metrics.csv"
 
 # Uploads the offline W&B runs under outputs/ (after `wandb login`); runs synced before are skipped.

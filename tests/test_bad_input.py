@@ -209,7 +209,10 @@ def _check(*arguments: str) -> str | None:
         ["-m", "hydra/launcher=submitit_local", "model.hidden_size=range(8,17,8)"],
         # a key that only the swept experiments' data has, set in every job with ++
         ["-m", "experiment=paper/pmnist/quick/kru,paper/smnist/quick/lstm", "++data.data_dir=/data", "seed=1,2"],
-        [f"experiment={EXPERIMENT}", "+trainer.precision=16-mixed", "~callbacks.lr_monitor"],
+        [f"experiment={EXPERIMENT}", "trainer.precision=16-mixed", "~callbacks.lr_monitor"],
+        # Lightning's common flags are in trainer/default.yaml: no + needed
+        ["trainer.fast_dev_run=true", "trainer.limit_train_batches=0.1", "trainer.accumulate_grad_batches=2"],
+        ["trainer.val_check_interval=0.5", "trainer.enable_progress_bar=false", "callbacks.rich_progress_bar=null"],
         ["--cfg", "job", "model=lstm"],
         ["hydra.run.dir=outputs/a new folder/run"],
     ],

@@ -26,7 +26,7 @@ from arnn.runs.wandb_mode import flat_hyperparameters, register_resolver, run_gr
 from tests.helpers.runs import ROOT, run_cli
 
 TINY = ["model.hidden_size=16", "logger=csv", "callbacks.rich_progress_bar=null"]
-SHORT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=8"]
+SHORT = ["trainer.max_epochs=2", "trainer.limit_train_batches=8"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 

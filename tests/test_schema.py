@@ -1,17 +1,20 @@
 """The composed config is type-checked against the targets' signatures and `RunSettings` before anything is built:
 every shipped config passes, each wrong type is named by its key."""
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import pytest
+import pytorch_lightning as pl
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from arnn.cli.schema import describe, parameters_of, validate
 from arnn.data import DigitsDataModule
 from arnn.errors import ConfigError
+from arnn.runs.build import compose
 from tests.helpers.runs import EXPERIMENTS, ROOT, compose_run_cfg
 
 GROUPS = ("task", "data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer")
@@ -38,7 +41,7 @@ def test_every_shipped_config_passes_validation(run_cfg, choice):
     [
         ["model.eps=1"],  # an int where a float is expected
         ["trainer.max_epochs=null"],
-        ["trainer.devices=auto", "+trainer.precision=16-mixed"],
+        ["trainer.devices=auto", "trainer.precision=16-mixed"],
         ["optimizer=sgd", "optimizer.nesterov=true"],
         ["scheduler=cosine", "trainer.max_epochs=3"],
         ["data=smnist", "data.val_size=100", "data.permutation_seed=3"],  # keys of a base class, via **kwargs
@@ -105,3 +108,11 @@ def test_a_function_with_keyword_arguments_takes_any_name():
 )
 def test_type_hints_read_as_words(hint, text):
     assert describe(hint) == text
+
+
+def test_the_trainer_flags_listed_in_the_default_config_hold_lightnings_own_defaults():
+    listed = ("fast_dev_run", "limit_train_batches", "limit_val_batches", "limit_test_batches", "val_check_interval")
+    listed += ("accumulate_grad_batches", "precision", "enable_progress_bar", "enable_model_summary")
+    defaults = inspect.signature(pl.Trainer).parameters
+    trainer = compose([]).trainer
+    assert {key: trainer[key] for key in listed} == {key: defaults[key].default for key in listed}

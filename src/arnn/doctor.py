@@ -198,7 +198,7 @@ def run_epochs(device: str, sizes: Sizes, data_dir: Path, backends: list[str]) -
     from arnn.epoch_time import time_epoch
 
     overrides = ["experiment=paper/pmnist/arnn", f"data.data_dir={data_dir}", "data.download=false", "logger=none"]
-    overrides += ["callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false"]
+    overrides += ["callbacks.rich_progress_bar=null", "trainer.enable_progress_bar=false"]
     if device == "cpu":
         overrides.append(f"model.hidden_size={sizes.hidden}")
     rows = []
