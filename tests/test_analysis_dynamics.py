@@ -194,3 +194,12 @@ def test_phase_portrait_cli_writes_png_and_csv(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "phase_portrait.csv")
     assert len(rows) == 4 * 21  # four panels, one start, steps + 1 states
     assert (tmp_path / "phase_portrait.png").stat().st_size > 0
+
+
+def test_jacobian_training_curve_band_and_model_bars_stay_at_or_above_zero() -> None:
+    rows = [{"epoch": 0, "mean": 0.2, "std": 0.5}, {"epoch": 1, "mean": 0.3, "std": 0.1}]
+    band = jacobian.plot_training_curves({"arnn": rows}).axes[0].collections[0]
+    assert band.get_paths()[0].vertices[:, 1].min() >= 0
+    bars = jacobian.plot_spectra([{"label": "arnn", "steps": 8, "mean": 0.2, "std": 0.5}]).axes[0]
+    lowest = min(segment[:, 1].min() for collection in bars.collections for segment in collection.get_segments())
+    assert lowest >= 0

@@ -194,3 +194,10 @@ def test_bench_epoch_writes_a_row_per_thread_count(tmp_path, capsys):
     assert [row["threads"] for row in rows] == ["1", "2"]
     assert all(float(row["ratio"]) == pytest.approx(float(row["epoch_s"]) / float(row["floor_s"])) for row in rows)
     assert (tmp_path / "epoch.md").read_text() in capsys.readouterr().out
+
+
+def test_bench_help_describes_every_option_and_shows_each_default_that_is_set():
+    parser = bench._parser()
+    assert all(action.help for action in parser._actions)
+    text = " ".join(parser.format_help().split())
+    assert "T, sequence length (default: 784)" in text and "(default: None)" not in text

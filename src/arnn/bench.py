@@ -329,11 +329,11 @@ def plot(results: list[Measurement], setting: Setting, axis: str, path: Path) ->
         if r.batch == setting.batch and getattr(r, fixed) == getattr(setting, fixed):
             series.setdefault((r.model, r.backend), []).append(r)
     colors = colormaps["tab20"]
-    models = list(dict.fromkeys(model for model, _ in series))  # one color per model, one line style per backend
-    for (model, backend), points in series.items():
+    # a colour per line (model and backend), a line style per backend: an A-RNN's backends differ in both
+    for index, ((model, backend), points) in enumerate(series.items()):
         points.sort(key=lambda r: getattr(r, axis))
         label = model if backend == NO_BACKEND else f"{model} ({backend})"
-        style = {"color": colors(models.index(model) % 20), "linestyle": LINESTYLES.get(backend, "-")}
+        style = {"color": colors(index % 20), "linestyle": LINESTYLES.get(backend, "-")}
         if (model, backend) == BASELINE:
             style = {"color": "black", "linewidth": 2.5}
         ax.plot([getattr(r, axis) for r in points], [r.seconds for r in points], marker="o", label=label, **style)
@@ -408,13 +408,24 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, unless it is None (the help then says what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m arnn.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=_positive_int, default=128)
-    parser.add_argument("--hidden", type=_positive_int, default=128)
-    parser.add_argument("--steps", type=_positive_int, default=784)
-    parser.add_argument("--inputs", type=_positive_int, default=1)
-    parser.add_argument("--repeats", type=_positive_int, default=3)
+    parser = argparse.ArgumentParser(
+        prog="python -m arnn.bench",
+        description=__doc__.split("\n")[0],
+        formatter_class=_DefaultsShown,
+    )
+    parser.add_argument("--batch", type=_positive_int, default=128, help="B, sequences per batch")
+    parser.add_argument("--hidden", type=_positive_int, default=128, help="N, hidden units")
+    parser.add_argument("--steps", type=_positive_int, default=784, help="T, sequence length")
+    parser.add_argument("--inputs", type=_positive_int, default=1, help="m, inputs per step")
+    parser.add_argument("--repeats", type=_positive_int, default=3, help="timed passes after the warm-up (median)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument(
         "--backends",
@@ -435,7 +446,7 @@ def _parser() -> argparse.ArgumentParser:
         default=2.0,
         help="DEER's batch is cut so its Jacobians fit in this",
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the models run")
     parser.add_argument(
         "--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's choice)"
     )
@@ -446,9 +457,7 @@ def _parser() -> argparse.ArgumentParser:
         help="wall time, or CPU time of the process (CPU only; steadier on a shared machine, = wall with --threads 1 "
         "on an idle one)",
     )
-    parser.add_argument(
-        "--dtype", choices=tuple(AUTOCAST), default="fp32", help="the forward's autocast dtype (default: %(default)s)"
-    )
+    parser.add_argument("--dtype", choices=tuple(AUTOCAST), default="fp32", help="the forward's autocast dtype")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: outputs/bench/<date>_<time>)")
     parser.add_argument(
         "--epoch",
@@ -458,7 +467,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--epoch-config",
         default=" ".join(EPOCH_CONFIG),
-        help="train.py overrides of the timed epoch, space-separated (default: %(default)s)",
+        help="train.py overrides of the timed epoch, space-separated",
     )
     parser.add_argument(
         "--epoch-batches", type=_positive_int, default=50, help="training (and validation) batches timed, then scaled"

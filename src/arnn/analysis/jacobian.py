@@ -92,7 +92,8 @@ def plot_spectra(rows: Sequence[Mapping[str, Any]]) -> Figure:
     figure = new_figure(size=(1.2 + 0.8 * len(rows), 3.6))
     axes = figure.axes[0]
     positions = range(len(rows))
-    axes.errorbar(positions, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o", capsize=4)
+    below = [min(r["std"], r["mean"]) for r in rows]  # |λ| ≥ 0: the bar stops at zero
+    axes.errorbar(positions, [r["mean"] for r in rows], yerr=[below, [r["std"] for r in rows]], fmt="o", capsize=4)
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     axes.set_xticks(list(positions), [r["label"] for r in rows], rotation=30, ha="right")
     axes.set_ylabel("|λ| of ∂h_T/∂h_0 (mean ± std)")
@@ -110,7 +111,8 @@ def plot_training_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]]) -> F
         mean = torch.tensor([float(r["mean"]) for r in rows])
         std = torch.tensor([float(r["std"]) for r in rows])
         (line,) = axes.plot(epochs, mean, marker=".", label=label or None)
-        axes.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        # |λ| ≥ 0: the band stops at zero where the std is larger than the mean
+        axes.fill_between(epochs, (mean - std).clamp(min=0), mean + std, color=line.get_color(), alpha=0.2)
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     axes.set_xlabel("epoch")
     axes.set_ylabel("|λ| of ∂h_T/∂h_0 (mean ± std)")
