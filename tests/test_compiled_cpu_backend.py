@@ -1,11 +1,15 @@
 """The `cpp` backend (compiled CPU loops) against the eager scans, its buffer pool, and how `auto` picks it."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from torch.utils.cpp_extension import _get_build_directory
 
 from arnn.backends import _cpp_probe, resolve_backend
 from arnn.backends.antisymmetric_scan import antisymmetric_scan, gated_antisymmetric_scan
-from arnn.backends.compiled_cpu import compiled_antisymmetric, compiled_gated_antisymmetric
+from arnn.backends.compiled_cpu import BUILD_NAME, build_name, compiled_antisymmetric, compiled_gated_antisymmetric
 from arnn.cells import AntisymmetricCell
 from arnn.errors import ConfigError
 
@@ -110,3 +114,10 @@ def test_row_blocks_split_over_threads_give_the_single_thread_result(kind):
         torch.set_num_threads(threads)
     for fast, reference in zip(split, _values_and_grads(eager, inputs), strict=True):
         torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.usefixtures("cpp_backend")
+def test_each_python_environment_builds_the_extension_in_its_own_folder():
+    assert BUILD_NAME == build_name(sys.prefix) != build_name("/other/venv")
+    assert build_name("/other/venv") == build_name("/other/venv")
+    assert list(Path(_get_build_directory(BUILD_NAME, verbose=False)).glob(f"{BUILD_NAME}*.so"))

@@ -1,14 +1,19 @@
 """The `cpp` backend: the A-RNN scans as compiled CPU loops (cpu_scan.cpp), built on first use.
 
-torch.utils.cpp_extension compiles cpu_scan.cpp once per machine and torch version (about 10 s on 2 cores; later runs
-load the cached library from ~/.cache/torch_extensions, or $TORCH_EXTENSIONS_DIR) and registers the ops as
-torch.ops.arnn_cpu.*. They reuse the eager backend's autograd wrapper, so only the two loops differ.
+torch.utils.cpp_extension compiles cpu_scan.cpp once per environment and torch version (about 10 s on 2 cores; later
+runs load the cached library from ~/.cache/torch_extensions/<BUILD_NAME>, or $TORCH_EXTENSIONS_DIR) and registers the
+ops as torch.ops.arnn_cpu.*. The build's name carries a hash of the Python environment and the source's path: torch
+rebuilds a cached extension whenever its flags or include paths differ, so two venvs or checkouts sharing one name
+would rebuild over each other at every switch. The ops reuse the eager backend's autograd wrapper, so only the two
+loops differ.
 """
 
 import functools
+import hashlib
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -17,6 +22,15 @@ from torch import Tensor
 from arnn.backends.antisymmetric_scan import ManualBackwardScan, Recurrence, common_dtype
 
 SOURCE = Path(__file__).with_name("cpu_scan.cpp")
+
+
+def build_name(prefix: str, source: Path = SOURCE) -> str:
+    """The extension's name and build folder for the Python environment at `prefix`: one per environment and
+    checkout."""
+    return "arnn_cpu_scan_" + hashlib.sha1(f"{prefix}|{source}".encode()).hexdigest()[:10]
+
+
+BUILD_NAME = build_name(sys.prefix)
 
 
 @functools.cache
@@ -30,7 +44,7 @@ def build() -> None:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.cpp_extension import load
 
-    load(name="arnn_cpu_scan", sources=[str(SOURCE)], extra_cflags=["-O3"], is_python_module=False)
+    load(name=BUILD_NAME, sources=[str(SOURCE)], extra_cflags=["-O3"], is_python_module=False)
 
 
 def _ops() -> object:
