@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from arnn.analysis.models import compose_config, fresh_model
+from arnn.runs.quiet import quiet_third_party
 from arnn.runs.train import instantiate_entries
 
 PHASES = ("data", "forward", "backward", "optimizer", "validation", "other")
@@ -145,6 +146,7 @@ def time_epoch(overrides: list[str], batches: int, threads: int, repeats: int = 
     """Fit the config of `overrides` (composed as train.py would) for `batches` + 1 training and `batches` validation
     batches on `device` ("cpu", with `threads` threads, or "cuda") and time it against the kernel floor."""
     torch.set_num_threads(threads)
+    quiet_third_party()
     now = clock(device)
     cfg = compose_config(
         [f"trainer.accelerator={'cpu' if device == 'cpu' else 'gpu'}", "trainer.devices=1", *overrides]

@@ -27,6 +27,7 @@ from arnn.errors import ConfigError, DivergedError
 from arnn.runs.build import build
 from arnn.runs.checkpoint import LAST_CHECKPOINT, check_fits, remove_stale_temporaries
 from arnn.runs.ddp import check_rank_launch
+from arnn.runs.quiet import quiet_third_party
 from arnn.runs.wandb_mode import flat_hyperparameters, register_resolver
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("resume") and finished.exists():
         log.info("%s already finished (%s); nothing to resume", cfg.paths.output_dir, METRICS_FILE)
         return json.loads(finished.read_text())["metrics"]
+    quiet_third_party()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module = build(cfg)
     ckpt_path = start_checkpoint(cfg)
