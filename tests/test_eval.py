@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from arnn.errors import UserError
+from arnn.runs.evaluate import USAGE, evaluate
 from arnn.runs.train import train
 from tests.helpers.runs import ROOT
 
@@ -60,16 +62,19 @@ def test_eval_on_data_of_another_kind_is_one_line_naming_the_fix(trained):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ([], "error: no checkpoint given: eval.py ckpt_path=<file>"),
-        (["ckpt_path=/no/such.ckpt"], "error: cannot read checkpoint /no/such.ckpt: No such file or directory"),
-        (["ckpt_path=x.ckpt", "split=train"], "error: split must be one of val, test, got 'train'"),
-        (
-            ["ckpt_path=x.ckpt", "model.eps=1"],
-            "error: eval.py takes ckpt_path, split and data settings, got model.eps=1",
-        ),
-        (["ckpt_path=a=b="], "error: cannot parse 'ckpt_path=a=b='"),
+        ([], "no ckpt_path given: eval.py ckpt_path=<file>"),
+        (["ckpt_path=/no/such.ckpt"], "cannot read checkpoint /no/such.ckpt: No such file or directory"),
+        (["ckpt_path=x.ckpt", "split=train"], "split must be one of val, test, got 'train'"),
+        (["ckpt_path=x.ckpt", "model.eps=1"], "eval.py takes ckpt_path, split and data settings, got model.eps=1"),
+        (["ckpt_path=a=b="], "cannot parse 'ckpt_path=a=b='"),
     ],
 )
-def test_eval_mistakes_end_in_one_line_and_exit_1(arguments, message):
-    run = _eval(*arguments)
-    assert run.returncode == 1 and run.stderr.startswith(message) and run.stderr.count("\n") == 1
+def test_eval_mistakes_are_user_errors_naming_the_fix(arguments, message):
+    with pytest.raises(UserError) as error:
+        evaluate(arguments)
+    assert str(error.value).startswith(message)
+
+
+def test_eval_command_line_prints_a_mistake_as_one_line_and_exits_1():
+    run = _eval("split=val")
+    assert run.returncode == 1 and run.stderr == "error: no ckpt_path given: " + USAGE + "\n"

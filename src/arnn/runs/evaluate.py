@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
+from hydra.core.override_parser.types import Override
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from arnn.cli.key_values import REQUIRED, parse_key_values
 from arnn.errors import UserError
 from arnn.runs.build import compose
 from arnn.runs.checkpoint import CONFIG_KEY, module_from_checkpoint, read_checkpoint
@@ -27,25 +27,15 @@ SPLITS = ("val", "test")
 USAGE = "eval.py ckpt_path=<file> [split=val|test] [data=<name>] [data.<key>=<value> ...]"
 
 
-def _arguments(arguments: list[str]) -> tuple[Path, str, list[Any]]:
+def _arguments(arguments: list[str]) -> tuple[Path, str, list[Override]]:
     """The checkpoint, the split and the data overrides of the command line."""
-    try:
-        overrides = OverridesParser.create().parse_overrides(arguments)
-    except OverrideParseException as error:
-        raise UserError(f"cannot parse {error.override!r}; write key=value: {USAGE}") from error
-    given = {override.key_or_group: override for override in overrides}
-    if "ckpt_path" not in given:
-        raise UserError(f"no checkpoint given: {USAGE}")
-    split = str(given["split"].value()) if "split" in given else "test"
-    if split not in SPLITS:
-        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    data = [o for o in overrides if o.key_or_group not in ("ckpt_path", "split")]
-    if unknown := [o.input_line for o in data if o.key_or_group != "data" and not o.key_or_group.startswith("data.")]:
-        raise UserError(f"eval.py takes ckpt_path, split and data settings, got {', '.join(unknown)}: {USAGE}")
-    return Path(str(given["ckpt_path"].value())), split, data
+    values, data = parse_key_values(arguments, {"ckpt_path": REQUIRED, "split": "test"}, USAGE)
+    if values["split"] not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {values['split']!r}")
+    return Path(str(values["ckpt_path"])), str(values["split"]), data
 
 
-def data_config(stored: DictConfig, overrides: list[Any]) -> DictConfig:
+def data_config(stored: DictConfig, overrides: list[Override]) -> DictConfig:
     """The run's own data config with `data.<key>=<value>` applied, or the config `data=<name>` composes."""
     if any(override.key_or_group == "data" for override in overrides):
         return compose([override.input_line for override in overrides]).data
