@@ -1,7 +1,10 @@
 """Character text and the synthetic long-memory probes: tokens, windows, splits, targets, the next-token task, and
 end-to-end runs through Hydra."""
 
+import hashlib
+import http.server
 import math
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -162,3 +165,45 @@ def test_each_probe_trains_end_to_end_with_its_own_task(make_cfg, text_file, dat
 def test_real_tiny_shakespeare_has_65_characters():
     data = CharacterTextDataModule(str(SHAKESPEARE))
     assert data.vocab_size == 65 and len(data.text) == 1115394
+
+
+@pytest.fixture
+def text_server(tmp_path):
+    """A local HTTP server serving tmp_path/served/: the real download code, no network."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_fetches_a_missing_text_and_keeps_it_once_its_md5_matches(text_server, tmp_path):
+    served, url = text_server
+    (served / "input.txt").write_text("to be or not to be\n" * 50)
+    md5 = hashlib.md5((served / "input.txt").read_bytes()).hexdigest()
+    target = tmp_path / "data" / "tinyshakespeare" / "input.txt"
+    data = CharacterTextDataModule(str(target), download=True, url=f"{url}/input.txt", md5=md5, context_length=8)
+    assert target.read_text() == (served / "input.txt").read_text() and data.vocabulary == sorted(set("to be orn\n"))
+
+
+@pytest.mark.parametrize("failure", ["wrong_md5", "server_gone"])
+def test_a_failed_download_names_its_source_and_leaves_nothing_behind(text_server, tmp_path, failure):
+    served, url = text_server
+    (served / "input.txt").write_text("some text\n")
+    if failure == "server_gone":
+        url = "http://127.0.0.1:9"  # nothing listens there
+    target = tmp_path / "data" / "input.txt"
+    with pytest.raises(DataNotFoundError) as error:
+        CharacterTextDataModule(str(target), download=True, url=f"{url}/input.txt", md5="0" * 32)
+    message = str(error.value)
+    assert f"downloading it from {url}/input.txt failed" in message and "\n" not in message
+    assert ("its MD5 is not 00000000" in message) == (failure == "wrong_md5")
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_without_download_a_missing_text_names_where_it_would_come_from(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"set data.download=true to fetch it from http://example.org/t.txt"):
+        CharacterTextDataModule(str(tmp_path / "t.txt"), download=False, url="http://example.org/t.txt")

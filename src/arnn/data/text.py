@@ -1,10 +1,13 @@
 """Character-level text (e.g. tiny-shakespeare) served as windows of tokens with next-character targets."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from torchvision.datasets.utils import download_url
 
 from arnn.data.splits import SplitDataModule, TokenSizes
 from arnn.errors import ConfigError, DataNotFoundError
@@ -31,6 +34,22 @@ class TextWindows(Dataset):
         return window[:-1], window[1:]
 
 
+def fetch_text(path: Path, url: str, md5: str | None) -> None:
+    """Download `url` to `path` through a temporary file beside it, moved into place only once its MD5 matches `md5`
+    (torchvision's download_url checks it), so a failed download leaves nothing behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as scratch:
+        try:
+            download_url(url, scratch, path.name, md5)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; a wrong MD5 is torchvision's RuntimeError
+            reason = f"its MD5 is not {md5}" if isinstance(error, RuntimeError) else str(error).splitlines()[0]
+            raise DataNotFoundError(
+                f"text file not found: {path}, and downloading it from {url} failed ({reason}); put the file there "
+                "yourself, or set data.path to a plain-text file"
+            ) from error
+        os.replace(Path(scratch) / path.name, path)
+
+
 class CharacterTextDataModule(TokenSizes, SplitDataModule):
     """A text file as character tokens, split into contiguous train/val/test parts, served in windows.
 
@@ -54,6 +73,9 @@ class CharacterTextDataModule(TokenSizes, SplitDataModule):
         test_fraction: float = 0.05,
         batch_size: int = 64,
         num_workers: int = 0,
+        download: bool = False,
+        url: str | None = None,
+        md5: str | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers)
         if context_length < 1:
@@ -66,11 +88,11 @@ class CharacterTextDataModule(TokenSizes, SplitDataModule):
                 f"{test_fraction}; e.g. 0.05 and 0.05"
             )
         self.path = Path(path)
+        if not self.path.is_file() and download and url:
+            fetch_text(self.path, url, md5)
         if not self.path.is_file():
-            raise DataNotFoundError(
-                f"text file not found: {self.path}; set data.path to a plain-text file, "
-                "e.g. data.path=../shared/data/tinyshakespeare/input.txt"
-            )
+            fetch = f"set data.download=true to fetch it from {url}, or " if url else ""
+            raise DataNotFoundError(f"text file not found: {self.path}; {fetch}set data.path to a plain-text file")
         self.context_length = context_length
         self.stride = context_length if stride is None else stride
         self.val_fraction = val_fraction
