@@ -10,6 +10,7 @@ the row. Rows and budgets are parts, not experiments.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,9 @@ def _experiment_files(conf_dir: Path) -> list[Experiment]:
     ]
 
 
+@functools.cache
 def register_rows(conf_dir: Path) -> None:
-    """Store every row column's experiments in Hydra's ConfigStore (again: the same nodes replace themselves)."""
+    """Store every row column's experiments in Hydra's ConfigStore, once per process and conf_dir."""
     store = ConfigStore.instance()
     for path in sorted((conf_dir / ROWS).glob("*.yaml")):
         for entry in _row_columns(path):
