@@ -350,7 +350,12 @@ def _report(
         + (f"\n\nNot run: {'; '.join(dropped)}." if dropped else ""),
     ]
     if epochs:
-        speedup = epochs[-1]["epoch_s"] / epochs[0]["epoch_s"]
+        first, last = epochs[0], epochs[-1]
+        comparison = (
+            f"; {first['backend']} is {last['epoch_s'] / first['epoch_s']:.2f}× faster than {last['backend']}"
+            if len(epochs) > 1
+            else ""
+        )
         sections.append(
             f"## One training epoch of experiment=paper/pmnist/arnn on {epoch_note}\n\n"
             + _table(
@@ -368,8 +373,7 @@ def _report(
                     "validation_s",
                 ],
             )
-            + f"\n\nScaled to the whole epoch from {sizes.epoch_batches} timed batches; "
-            f"{epochs[0]['backend']} is {speedup:.2f}× faster than {epochs[-1]['backend']}."
+            + f"\n\nScaled to the whole epoch from {sizes.epoch_batches} timed batches{comparison}."
         )
     else:
         sections.append(f"## One training epoch of experiment=paper/pmnist/arnn\n\n{epoch_note}.")
