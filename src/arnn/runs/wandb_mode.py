@@ -108,7 +108,7 @@ class FallbackWandbLogger(WandbLogger):
         settings = {"init_timeout": init_timeout, **kwargs.pop("settings", {})}
         super().__init__(*args, settings=settings, **kwargs)
         if self._wandb_init.get("anonymous") is None:
-            # Lightning passes anonymous=None, which W&B (0.19 on) warns about at every run: it has no effect
+            # Lightning passes anonymous=None, which W&B (seen with 0.31) warns about at every run: it has no effect
             del self._wandb_init["anonymous"]
         self.init_timeout = init_timeout
 
