@@ -4,15 +4,9 @@
 
 import sys
 
-from arnn.errors import UserError, find_user_error
+from arnn.errors import exit_on_user_error
 
 if __name__ == "__main__":
-    try:
-        from arnn.runs.evaluate import evaluate
+    from arnn.runs.evaluate import evaluate
 
-        evaluate(sys.argv[1:])
-    except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        sys.exit(f"error: {user_error}")
+    exit_on_user_error(evaluate, sys.argv[1:])

@@ -1,5 +1,12 @@
 """Errors a user can fix: the command line prints their message as one line and exits non-zero."""
 
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class UserError(Exception):
     """A mistake in the configuration or the environment, with the fix in its message."""
@@ -27,3 +34,14 @@ def find_user_error(error: BaseException) -> UserError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def exit_on_user_error(run: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """`run(*args, **kwargs)`; a UserError behind what it raises ends the process with one line `error: ...`, exit 1."""
+    try:
+        return run(*args, **kwargs)
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        sys.exit(f"error: {user_error}")

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from arnn.cli.key_values import REQUIRED, parse_key_values
-from arnn.errors import UserError, find_user_error
+from arnn.errors import UserError, exit_on_user_error
 from arnn.lit.next_token import NextTokenModel
 from arnn.runs.checkpoint import CONFIG_KEY, module_from_checkpoint, read_checkpoint
 from arnn.runs.evaluate import data_config
@@ -60,13 +60,7 @@ def generate(arguments: list[str]) -> str:
 
 
 def main() -> None:
-    try:
-        print(generate(sys.argv[1:]))
-    except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        sys.exit(f"error: {user_error}")
+    print(exit_on_user_error(generate, sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-from arnn.errors import find_user_error
+from arnn.errors import exit_on_user_error
 
 ANALYSES = {
     "jacobian": ("arnn.analysis.jacobian", "eigenvalue magnitudes of the end-to-end Jacobian dh_T/dh_0"),
@@ -46,13 +46,7 @@ def main(argv: list[str]) -> None:
     if name not in ANALYSES:
         sys.exit(f"error: unknown analysis {name!r}\n{usage()}")
     module = importlib.import_module(ANALYSES[name][0])
-    try:
-        module.main(options)
-    except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        sys.exit(f"error: {user_error}")
+    exit_on_user_error(module.main, options)
 
 
 if __name__ == "__main__":
