@@ -21,6 +21,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from arnn.callbacks.config_in_checkpoint import ConfigInCheckpoint
 from arnn.callbacks.learning_check import LearningCheck
 from arnn.callbacks.nan_guard import NonFiniteGuard, TrainingDiverged, likely_causes
+from arnn.callbacks.parameter_summary import ParameterSummary
 from arnn.callbacks.reseed import ReseedEachEpoch
 from arnn.cli.schema import validate
 from arnn.errors import ConfigError, DivergedError
@@ -196,10 +197,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     config = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [*instantiate_entries(cfg.get("callbacks")), ConfigInCheckpoint(config), ReseedEachEpoch(cfg.seed)]
+    if cfg.trainer.get("enable_model_summary") is not False:
+        callbacks.append(ParameterSummary())
     loggers = instantiate_entries(cfg.get("logger"))
     check_accelerator(cfg.trainer)
     try:
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        # the summary is ours (no FLOPs column), so Lightning is told not to add its own
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_model_summary=False
+        )
     except Exception as error:
         if not isinstance(error.__cause__, MisconfigurationException):
             raise
