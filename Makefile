@@ -31,7 +31,8 @@ doctor: install
 	$(VENV_PY) -m arnn.doctor $(ARGS)
 
 # Wheels of everything but torch, torchvision and triton for an offline node with its own torch, e.g.
-# make wheelhouse PY=3.12; then on the node: scripts/offline_node.sh wheelhouse (README, "A GPU node without network")
+# make wheelhouse PY=3.12; then on the node: scripts/offline_node.sh wheelhouse
+# (docs/speed.md, "A GPU node without network")
 PY ?= 3.11
 wheelhouse: install
 	$(VENV_PY) scripts/wheelhouse.py --python-version $(PY) --dest wheelhouse $(ARGS)

@@ -1,5 +1,5 @@
-"""Seed 001's observations as tested facts: the linear antisymmetric flow (eqs. 7–17), the gradient bound (30) on
-trained ODE-ARNNs, and the half-period flip that makes the parameter gradient vanish.
+"""The observations of Nestaas (2022 notes) as tested facts: the linear antisymmetric flow (eqs. 7–17), the gradient
+bound (30) on trained ODE-ARNNs, and the half-period flip that makes the parameter gradient vanish.
 
 Tolerances: every flow is solved by dopri5 in float64 at rtol 1e-10 / atol 1e-12 (linearity) or 1e-9 / 1e-11
 (sensitivities); the asserted errors leave 2–3 orders of magnitude above what those solves reach."""

@@ -73,14 +73,15 @@ def _count(net):
 
 
 def test_parameter_counts_match_the_paper_on_mnist():
-    # PAPER.md: 128 units, 1 input, 10 classes → A-RNN 9 674 ("10k"), gated ≈ 10k, LSTM 68k.
+    # Chang et al. (ICLR 2019), Table 1: 128 units, 1 input, 10 classes → A-RNN 9 674 ("10k"), gated ≈ 10k, LSTM 68k.
     assert _count(AntisymmetricCell(1, 128)) == 8128 + 128 + 128 + 1290
     assert 9_500 <= _count(GatedAntisymmetricCell(1, 128)) <= 10_500
     assert 67_500 <= _count(TorchRecurrentEncoder(1, 128, kind="lstm")) <= 68_500
 
 
 def test_parameter_counts_match_the_paper_on_cifar_pixels():
-    # PAPER.md, CIFAR pixel (3 inputs): A-RNN 256 → 36k, gated 256 → 37k, ablation 196 → 42k, LSTM 128 → 69k.
+    # Chang et al. (ICLR 2019), Table 2, CIFAR pixel (3 inputs): A-RNN 256 → 36k, gated 256 → 37k, ablation 196 → 42k,
+    # LSTM 128 → 69k.
     assert _count(AntisymmetricCell(3, 256)) == pytest.approx(36_000, rel=0.1)
     assert _count(GatedAntisymmetricCell(3, 256)) == pytest.approx(37_000, rel=0.1)
     assert _count(GatedAblationCell(3, 196)) == pytest.approx(42_000, rel=0.1)

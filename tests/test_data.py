@@ -6,7 +6,7 @@ from torchvision.datasets import mnist as tv_mnist
 
 from arnn.data import DigitsDataModule, MNISTDataModule
 from arnn.errors import DataNotFoundError
-from tests.helpers.data import SHARED_DATA, requires_shared_data
+from tests.helpers.data import REAL_DATA, requires_shared_data
 
 
 def _first_batch(datamodule, split="train"):
@@ -108,7 +108,7 @@ def test_failed_download_becomes_one_line_error(tmp_path, monkeypatch):
 @pytest.mark.shared_data
 @requires_shared_data
 def test_real_mnist_from_shared_data_has_60k_and_10k_images():
-    datamodule = MNISTDataModule(data_dir=str(SHARED_DATA), download=False)
+    datamodule = MNISTDataModule(data_dir=str(REAL_DATA), download=False)
     datamodule.prepare_data()
     datamodule.setup()
     assert {name: len(split) for name, split in datamodule.splits.items()} == {
@@ -123,7 +123,7 @@ def test_real_mnist_from_shared_data_has_60k_and_10k_images():
 @pytest.mark.shared_data
 @requires_shared_data
 def test_real_mnist_test_split_gives_8000_1000_1000():
-    datamodule = MNISTDataModule(data_dir=str(SHARED_DATA), source="test_split", download=False)
+    datamodule = MNISTDataModule(data_dir=str(REAL_DATA), source="test_split", download=False)
     datamodule.prepare_data()
     datamodule.setup()
     assert {name: len(split) for name, split in datamodule.splits.items()} == {

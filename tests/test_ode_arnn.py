@@ -1,5 +1,5 @@
-"""The antisymmetric neural ODE cell (seed 001): norm conservation, jumps of the input, gradients, the adjoint-norm
-regulariser, config errors, training, and the ode_norm analysis."""
+"""The antisymmetric neural ODE cell (Nestaas, 2022 notes): norm conservation, jumps of the input, gradients, the
+adjoint-norm regulariser, config errors, training, and the ode_norm analysis."""
 
 import csv
 import json

@@ -1,4 +1,4 @@
-"""expRNN and scoRNN cells (W = exp(B) or Cayley(B), B skew) and seed 003's unitarity-drift experiment."""
+"""expRNN and scoRNN cells (W = exp(B) or Cayley(B), B skew) and the unitarity-drift experiment (Chu, 2024 slides)."""
 
 import csv
 import math

@@ -1,4 +1,5 @@
-"""The sweep report and seed 004's R²-vs-units figure, read back from real (short) Hydra multiruns."""
+"""The sweep report and the R²-vs-units figure (Emami et al., NeurIPS 2019), read back from real (short) Hydra
+multiruns."""
 
 import csv
 import json

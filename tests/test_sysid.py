@@ -1,4 +1,5 @@
-"""Seed 004's system identification: the teacher RNN, its data, the per-step regressor, and a run through train."""
+"""The system identification of Emami et al. (NeurIPS 2019): the teacher RNN, its data, the per-step regressor, and a
+run through train."""
 
 import math
 from functools import partial

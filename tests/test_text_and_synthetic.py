@@ -20,11 +20,11 @@ from arnn.data.text import CharacterTextDataModule
 from arnn.errors import ConfigError, DataNotFoundError
 from arnn.lit.next_token import NextTokenModel
 from arnn.runs.train import train
-from tests.helpers.data import SHARED_DATA
+from tests.helpers.data import REAL_DATA, missing_data_reason
 
-SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = REAL_DATA / "tinyshakespeare" / "input.txt"
 requires_shakespeare = pytest.mark.skipif(
-    not SHAKESPEARE.is_file(), reason=f"tiny-shakespeare not present at {SHAKESPEARE}"
+    not SHAKESPEARE.is_file(), reason=missing_data_reason("tiny-shakespeare", "tinyshakespeare/input.txt")
 )
 TINY_SYNTHETIC = {"train_size": 24, "val_size": 8, "test_size": 8, "batch_size": 8}
 

@@ -13,16 +13,16 @@ from omegaconf import OmegaConf
 from arnn.runs.build import build
 from arnn.runs.checkpoint import load_model
 from arnn.runs.train import train
-from tests.helpers.data import SHARED_DATA, requires_shared_data
+from tests.helpers.data import REAL_DATA, requires_shared_data
 from tests.helpers.runs import EXPERIMENTS, FAST, ROOT, run_cli
 
 MODELS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
 PAPER_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper/") and "/quick/" not in name]
 QUICK_EXPERIMENTS = [name for name in EXPERIMENTS if name.startswith("paper/") and "/quick/" in name]
-# Seed 000's two tables (PAPER.md §1): the dataset columns and the model rows, as config names.
+# Chang et al. (ICLR 2019), Tables 1 and 2: the dataset columns and the model rows, as config names.
 MNIST_ROWS = ["lstm", "fcurnn_116", "fcurnn_512", "soft_orth", "kru", "arnn", "arnn_gated"]
 CIFAR_ROWS = ["lstm", "ablation", "arnn", "arnn_gated"]
-SEED_000_TABLES = [f"paper/{data}/{row}" for data in ("smnist", "pmnist") for row in MNIST_ROWS] + [
+CHANG_2019_TABLES = [f"paper/{data}/{row}" for data in ("smnist", "pmnist") for row in MNIST_ROWS] + [
     f"paper/{data}/{row}" for data in ("scifar10", "ncifar10") for row in CIFAR_ROWS
 ]
 # What a quick variant may change: its name, the training budget and the data's size (never the model or optimizer).
@@ -116,7 +116,7 @@ def test_gated_arnn_on_permuted_mnist_from_the_command_line(tmp_path):
     result = run_cli(
         "model=arnn_gated",
         "data=pmnist",
-        f"data.data_dir={SHARED_DATA}",
+        f"data.data_dir={REAL_DATA}",
         "data.source=test_split",
         "model.hidden_size=16",
         *FAST,
@@ -156,8 +156,8 @@ def test_every_experiment_config_runs_for_a_few_batches(make_cfg, tiny_mnist, ti
 
 
 def test_every_cell_of_the_antisymmetric_rnn_tables_has_a_paper_experiment_with_its_number(make_cfg):
-    assert set(SEED_000_TABLES) <= set(PAPER_EXPERIMENTS)
-    for experiment in SEED_000_TABLES:
+    assert set(CHANG_2019_TABLES) <= set(PAPER_EXPERIMENTS)
+    for experiment in CHANG_2019_TABLES:
         cfg = make_cfg(f"experiment={experiment}")
         data = HydraConfig.get().runtime.choices.data
         assert experiment.split("/")[1] == data and cfg.task_name == experiment.replace("/", "_")
@@ -202,7 +202,7 @@ def test_quick_variant_keeps_the_paper_setting_and_changes_only_budget_and_data_
 
 
 # The CIFAR table's one parameter column counts the pixel models (3 inputs per step); noise-padded CIFAR feeds 96.
-@pytest.mark.parametrize("experiment", [name for name in SEED_000_TABLES if "ncifar10" not in name])
+@pytest.mark.parametrize("experiment", [name for name in CHANG_2019_TABLES if "ncifar10" not in name])
 def test_experiment_rows_have_the_papers_parameter_count_within_10_percent(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
     _, module = build(cfg)  # reads no files: the sizes are facts of the dataset

@@ -1,4 +1,5 @@
-"""Seed 004: Theorem 1's 2n-state URNN reproduces a contractive ReLU RNN exactly; the Theorem 3 demo's files."""
+"""Emami et al. (NeurIPS 2019): Theorem 1's 2n-state URNN reproduces a contractive ReLU RNN exactly; the Theorem 3
+demo's files."""
 
 import csv
 import json

@@ -1,7 +1,8 @@
-"""Tiny data in the real on-disk formats (MNIST's IDX, CIFAR-10's pickled batches), and the real data in
-../shared/data when this checkout has it."""
+"""Tiny data in the real on-disk formats (MNIST's IDX, CIFAR-10's pickled batches), and the folder of real datasets
+that the `shared_data` tests read when it exists."""
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import pytest
 
 from tests.helpers.runs import ROOT
 
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The folder of real datasets (<folder>/MNIST/raw, <folder>/tinyshakespeare/input.txt) that the tests marked
+# shared_data read: $ARNN_TEST_DATA, by default shared/data in the folder that holds this checkout.
+TEST_DATA_ENV = "ARNN_TEST_DATA"
+REAL_DATA = Path(os.environ.get(TEST_DATA_ENV) or ROOT.parent / "shared" / "data")
 
 
 PER_BATCH = 40
@@ -25,6 +29,11 @@ def write_pickle(path: Path, content: dict[str, object]) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def missing_data_reason(what: str, relative: str) -> str:
+    """The skip reason of a test whose real dataset, REAL_DATA / relative, is absent."""
+    return f"{what} not found at {REAL_DATA / relative}; set {TEST_DATA_ENV} to a folder holding {relative}"
+
+
 requires_shared_data = pytest.mark.skipif(
-    not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason=f"real MNIST not present at {SHARED_DATA}/MNIST/raw"
+    not (REAL_DATA / "MNIST" / "raw").is_dir(), reason=missing_data_reason("real MNIST", "MNIST/raw")
 )

@@ -1,4 +1,5 @@
-"""Seed 001's gradient bound (30), ‖dL/dθ‖ ≤ ∫ ‖y(t)‖ dt = (t1 − t0)‖y(t1)‖, on trained ODE-ARNNs (`ode_arnn`).
+"""The gradient bound (30) of Nestaas (2022 notes), ‖dL/dθ‖ ≤ ∫ ‖y(t)‖ dt = (t1 − t0)‖y(t1)‖, on trained
+ODE-ARNNs (`ode_arnn`).
 
 y(t) = [a(t) ∂f_θ/∂θ]ᵀ with the adjoint a(t) = ∂L/∂z(t), and dL/dθ = ∫ y dt (eq. 23, `arnn.analysis.sensitivity`).
 The two halves of (30) have different standing:

@@ -1,4 +1,5 @@
-"""Seed 001's counterexample to (30) as a lower bound: W_{t+T/2} = −W_t makes dL/dθ = ∫ y dt vanish, ‖y‖ constant.
+"""The counterexample in Nestaas (2022 notes) to (30) as a lower bound: W_{t+T/2} = −W_t makes dL/dθ = ∫ y dt
+vanish, ‖y‖ constant.
 
 The model is the linear antisymmetric ODE with a learnable bias, z' = S z + b on [0, T], θ = b, S = A − Aᵀ fixed,
 L = ½‖z(T) − target‖². Then ∂f/∂b = I, so y(t) = a(t)ᵀ, and the adjoint a' = −aS gives

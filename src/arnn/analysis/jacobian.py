@@ -1,4 +1,4 @@
-"""Eigenvalue magnitudes |λ| of the end-to-end Jacobian J = ∂h_T/∂h_0 (seed 000's figure).
+"""Eigenvalue magnitudes |λ| of the end-to-end Jacobian J = ∂h_T/∂h_0 (the Jacobian figure of Chang et al., ICLR 2019).
 
 J multiplies the gradient on its way from the last state back to the first, ∂L/∂h_0 = Jᵀ ∂L/∂h_T, so |λ| ≪ 1
 means vanishing and |λ| ≫ 1 exploding gradients. An A-RNN with small γ keeps |λ| ≈ 1 with a small spread; an

@@ -1,4 +1,4 @@
-"""Seed 001, eqs. (7)–(17): x' = (A(t) − A(t)ᵀ) x with A' = g(A) keeps ‖x‖ and is linear in x(0).
+"""Nestaas (2022 notes), eqs. (7)–(17): x' = (A(t) − A(t)ᵀ) x with A' = g(A) keeps ‖x‖ and is linear in x(0).
 
     d‖x‖²/dt = 2 xᵀ (A − Aᵀ) x = 0   for every A, so also for A(t) moving by any g          (9)–(10)
     x(t) = Q_t x(0),   Q_t' = (A(t) − A(t)ᵀ) Q_t,   Q_0 = I,   Q_t orthogonal                  (14)–(17)

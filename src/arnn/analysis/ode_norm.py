@@ -1,4 +1,4 @@
-"""Seed 001: the linear antisymmetric ODE x' = S x, S = W − Wᵀ, keeps ‖x‖; its forward-Euler steps do not.
+"""Nestaas (2022 notes): the linear antisymmetric ODE x' = S x, S = W − Wᵀ, keeps ‖x‖; its forward-Euler steps do not.
 
     d‖x‖²/dt = 2 xᵀ S x = 0, so x(t) = Q_t x(0) with Q_t = exp(tS) orthogonal (linear in x(0), as the notes say).
     Forward Euler (the A-RNN without tanh, γ = 0): ‖(I + εS) x‖² = ‖x‖² + ε² ‖S x‖², so ‖x‖ never shrinks and

@@ -1,4 +1,5 @@
-"""Seed 002's simulation: 2-D recurrences without input or bias, iterated from three initial states.
+"""The simulation of Chang et al. (ICLR 2019), Fig. 1: 2-D recurrences without input or bias, iterated from three
+initial states.
 
     vanilla:        h_t = tanh(W h_{t-1})
     antisymmetric:  h_t = h_{t-1} + ε tanh((W − Wᵀ − γI) h_{t-1})

@@ -1,4 +1,5 @@
-"""The parameter sensitivity of a neural ODE, y(t) = [a(t) ∂f_θ/∂θ]ᵀ, whose integral is the gradient (seed 001, §3).
+"""The parameter sensitivity of a neural ODE, y(t) = [a(t) ∂f_θ/∂θ]ᵀ, whose integral is the gradient
+(Nestaas, 2022 notes, §3; the adjoint of Chen et al., NeurIPS 2018).
 
 For z' = f_θ(z, t) on [t0, t1], z(t0) independent of θ, a loss L of z at times in [t0, t1] and the adjoint
 a(t) = ∂L/∂z(t) (a row),

@@ -1,4 +1,4 @@
-"""Seed 004, Theorem 3 (Emami et al. 2019) as a numerical demo: URNN students fit a contractive sigmoid RNN teacher
+"""Emami et al. (NeurIPS 2019), Thm 3, as a numerical demo: URNN students fit a contractive sigmoid RNN teacher
 and a contractive ReLU teacher; for the ReLU teacher Theorem 1's 2n-state URNN is exact.
 
 Theorem 3 says some contractive sigmoid RNN has no URNN of any size with *exactly* its input-output map. It does

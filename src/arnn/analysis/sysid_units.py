@@ -1,5 +1,5 @@
-"""Seed 004's figures 2 and 3: test R² vs hidden units of RNN, URNN and LSTM students of a contractive ReLU
-teacher, from a `data=sysid` multirun (`python train.py -m experiment=paper/sysid/units`).
+"""Emami et al. (NeurIPS 2019), Figs. 2 and 3: test R² vs hidden units of RNN, URNN and LSTM students of a contractive
+ReLU teacher, from a `data=sysid` multirun (`python train.py -m experiment=paper/sysid/units`).
 
     python -m arnn.analysis sysid_units outputs/sysid_units/multiruns/<date>_<time> [--out DIR] [--wandb]
 
@@ -42,7 +42,7 @@ def job_setting(job: Job) -> tuple[str, float | None, int]:
 
 
 def _setting_order(model: str, snr: float | None, units: int) -> tuple[int, str, float, int]:
-    """The seed's model order (RNN, URNN, LSTM, then others by name), then SNR, then units."""
+    """The paper's model order (RNN, URNN, LSTM, then others by name), then SNR, then units."""
     rank = list(MODEL_LABELS).index(model) if model in MODEL_LABELS else len(MODEL_LABELS)
     return rank, model, math.inf if snr is None else snr, units
 
@@ -61,7 +61,7 @@ def r2_vs_units(jobs: Sequence[Job]) -> list[dict[str, Any]]:
 
 
 def plot_r2_vs_units(rows: Sequence[dict[str, Any]]) -> Figure:
-    """One panel per SNR (highest first, as the seed's figures 2 and 3), test R² mean ± std vs hidden units."""
+    """One panel per SNR (highest first, as Emami et al.'s Figs. 2 and 3), test R² mean ± std vs hidden units."""
     snrs = sorted({row["snr_db"] for row in rows}, key=lambda snr: -math.inf if snr is None else snr, reverse=True)
     figure = new_figure(1, len(snrs), (4.5 * len(snrs), 3.8))
     for axes, snr in zip(figure.axes, snrs, strict=True):

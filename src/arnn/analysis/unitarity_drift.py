@@ -1,10 +1,11 @@
-"""Seed 003's update-rule experiment: does a gradient step keep W orthogonal?
+"""The update-rule experiment of Chu (2024 slides; the exponential map of Lezcano-Casado & Martínez-Rubio,
+ICML 2019): does a gradient step keep W orthogonal?
 
 W₀ = exp(B₀) with B₀ = A − Aᵀ, A_ij ~ N(0, 1/n). The gradients come from a fixed random quadratic loss
 L(W) = ½‖W − T‖_F², T_ij ~ N(0, 1/n), so G = ∂L/∂W = W − T, taken at each update's own current W. Two updates,
 both descent steps for this G (float64 throughout):
 
-- Lie algebra: B ← B − α(G Wᵀ − W Gᵀ), W = exp(B). The seed writes B ← B + α(G Wᵀ − W Gᵀ) with G the descent
+- Lie algebra: B ← B − α(G Wᵀ − W Gᵀ), W = exp(B). The slides write B ← B + α(G Wᵀ − W Gᵀ) with G the descent
   direction −∂L/∂W; here G is the gradient itself, hence the minus. B stays skew-symmetric, so WᵀW = I.
 - naive: W ← W − α G, which leaves the orthogonal group after one step.
 

@@ -1,4 +1,4 @@
-"""Seed 004, Theorem 1 (Emami et al. 2019): a contractive ReLU RNN with n states and bounded inputs has a unitary
+"""Emami et al. (NeurIPS 2019), Thm 1: a contractive ReLU RNN with n states and bounded inputs has a unitary
 (here real orthogonal) RNN with 2n states and the identical input-output map.
 
 The system is h_k = φ(W h_{k−1} + F x_k + b), y_k = C h_k from a given h_{−1}. The URNN built here runs the

@@ -36,8 +36,8 @@ class SoftOrthogonalRNNCell(ElmanCell):
 
 
 class ProjectedOrthogonalRNNCell(ElmanCell):
-    """Seed 004's URNN: h_t = relu(W h_{t-1} + F x_t + b) with W kept orthogonal (real unitary) by replacing
-    it, after every optimizer step, with the nearest orthogonal matrix U Vᵀ from its SVD W = U S Vᵀ."""
+    """The URNN of Emami et al. (NeurIPS 2019): h_t = relu(W h_{t-1} + F x_t + b) with W kept orthogonal (real unitary)
+    by replacing it, after every optimizer step, with the nearest orthogonal matrix U Vᵀ from its SVD W = U S Vᵀ."""
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "relu") -> None:
         super().__init__(input_size, hidden_size, activation(nonlinearity))
@@ -56,9 +56,9 @@ PARAMETRIZATIONS = ("spectral", "gram")
 
 
 class ContractiveRNNCell(ElmanCell):
-    """Contractive RNN (seed 004), ‖W‖ < 1 by construction:
+    """Contractive RNN (Emami et al., NeurIPS 2019), ‖W‖ < 1 by construction:
     spectral: W = ρ·A/‖A‖₂ with ρ = bound·σ(s) learnable in (0, bound), bound < 1;
-    gram:     W = I − ε AᵀA/‖A‖_F² (the seed's teacher form; ‖W‖ < 1 when A has full rank, 0 < ε ≤ 1)."""
+    gram:     W = I − ε AᵀA/‖A‖_F² (the paper's teacher form; ‖W‖ < 1 when A has full rank, 0 < ε ≤ 1)."""
 
     def __init__(
         self,

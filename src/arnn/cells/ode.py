@@ -1,5 +1,5 @@
 """ODE cells whose input is held constant between samples, solved by torchdiffeq (`PiecewiseConstantODECell`), and
-the antisymmetric neural ODE of seed 001:
+the antisymmetric neural ODE (Nestaas, 2022 notes, eq. 6 with constant A):
 
     x'(t) = σ((W − Wᵀ − γI) x(t) + V u(t) + b),   u(t) = u_k for t ∈ [t_{k−1}, t_k), t_k = k·dt.
 
@@ -195,7 +195,8 @@ class PiecewiseConstantODECell(SequenceEncoder):
 
 
 class AntisymmetricODECell(StoredAntisymmetric, PiecewiseConstantODECell):
-    """Antisymmetric neural ODE (seed 001): x' = σ((W − Wᵀ − γI) x + V u(t) + b), u(t) = u_k on [(k−1)dt, k·dt).
+    """Antisymmetric neural ODE (Nestaas, 2022 notes): x' = σ((W − Wᵀ − γI) x + V u(t) + b),
+    u(t) = u_k on [(k−1)dt, k·dt).
 
     Solved as `PiecewiseConstantODECell` describes. W − Wᵀ, V and b are stored and initialised as in the A-RNN, so
     `solver=euler, dt=ε` is the A-RNN.

@@ -1,4 +1,4 @@
-"""Seed 001's time-varying antisymmetric neural ODE (its eqs. 3–6): the weights flow jointly with the state.
+"""The time-varying antisymmetric neural ODE of Nestaas (2022 notes, eqs. 3–6): the weights flow jointly with the state.
 
     x' = σ((A(t) − A(t)ᵀ − γI) x + b(t) + V u(t)),   A' = g(A),   b' = h(b),   u(t) = u_k on [(k−1)dt, k·dt).
 

@@ -1,5 +1,5 @@
-"""ODEtoODE (Choromanski et al., NeurIPS 2020; seed 001 §2): the state's ODE with a weight matrix that flows on the
-orthogonal group.
+"""ODEtoODE (Choromanski et al., NeurIPS 2020; Nestaas, 2022 notes, §2): the state's ODE with a weight matrix that flows
+on the orthogonal group.
 
     x' = σ(W(t) x + V u(t) + b),   W' = W b_θ(W),   b_θ(W) = (K − Kᵀ) + (WᵀP − PᵀW),   W(0)ᵀW(0) = I.
 

@@ -96,8 +96,8 @@ class SequentialCIFAR10DataModule(CIFAR10DataModule):
 
 
 class NoisePaddedCIFAR10DataModule(CIFAR10DataModule):
-    """Noise-padded CIFAR-10 (PAPER.md §2): one image row per step (32 pixels × 3 channels = 96 inputs, feature
-    3 · column + channel), 32 row steps then 968 steps of N(0, 1) noise, T = 1000.
+    """Noise-padded CIFAR-10 (Chang et al., ICLR 2019): one image row per step (32 pixels × 3 channels = 96 inputs,
+    feature 3 · column + channel), 32 row steps then 968 steps of N(0, 1) noise, T = 1000.
 
     Noise is drawn when a batch reaches its device and never stored per sample (memory O(batch)):
     - training: fresh from the global RNG (seeded by the run's `seed`) for every sample in every epoch;

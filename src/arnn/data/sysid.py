@@ -1,5 +1,5 @@
-"""Seed 004's synthetic system identification: learn the input-output map of a random contractive ReLU RNN
-(the teacher) from Gaussian inputs and its noisy outputs."""
+"""The synthetic system identification of Emami et al. (NeurIPS 2019): learn the input-output map of a random
+contractive ReLU RNN (the teacher) from Gaussian inputs and its noisy outputs."""
 
 import math
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ MAX_NOISE_RATIO = 1e30
 
 CALIBRATION_SHAPE = (100, 1000)
 """Sequences × steps of the inputs the biases are tuned on: a fixed draw, so a realisation's teacher does not
-depend on how much data is generated from it (1000 steps is the seed's T, ten time constants 1/ε)."""
+depend on how much data is generated from it (1000 steps is the paper's T, ten time constants 1/ε)."""
 BISECTION_STEPS = 16
 
 
@@ -94,7 +94,7 @@ def make_teacher(
     generator: torch.Generator, input_size: int, output_size: int, units: int, eps: float, on_fraction: float
 ) -> TeacherRNN:
     """A random teacher: A, F, C i.i.d. N(0, 1), W = I − ε AᵀA/‖A‖_F², biases set by `calibrate_biases` on a
-    fixed draw of N(0, 1) inputs (the seed draws b Gaussian and then adjusts it; the adjustment alone fixes it)."""
+    fixed draw of N(0, 1) inputs (the paper draws b Gaussian and then adjusts it; the adjustment alone fixes it)."""
     draw = dict(generator=generator, dtype=torch.float64)
     w = contractive_matrix(torch.randn(units, units, **draw), eps)
     f = torch.randn(units, input_size, **draw)
@@ -109,11 +109,11 @@ def _require(condition: bool, message: str) -> None:
 
 
 class SystemIdentificationDataModule(SplitDataModule):
-    """Seed 004's benchmark: inputs x_t ~ N(0, I_m) i.i.d., targets y_t = C h_t + noise of a random teacher RNN
-    (`TeacherRNN`, `teacher_units` ReLU units, ‖W‖ < 1, each unit on ≈ `on_fraction` of the time).
+    """The benchmark of Emami et al. (NeurIPS 2019): inputs x_t ~ N(0, I_m) i.i.d., targets y_t = C h_t + noise of a
+    random teacher RNN (`TeacherRNN`, `teacher_units` ReLU units, ‖W‖ < 1, each unit on ≈ `on_fraction` of the time).
 
     The noise is Gaussian with variance Var(C h)/10^(snr_db/10) per output dimension (the variance over all
-    generated steps); snr_db=None gives noiseless targets. The seed's "T = 1000, test ratio 0.3, batch 10" is
+    generated steps); snr_db=None gives noiseless targets. The paper's "T = 1000, test ratio 0.3, batch 10" is
     read as `num_sequences` independent sequences of `seq_len` = 1000 steps, each started from h = 0, of which
     30% form the test split and `val_size` of the rest the validation split, in batches of 10 sequences.
     `realisation` seeds everything: the teacher, then the inputs, then the noise.
@@ -145,8 +145,8 @@ class SystemIdentificationDataModule(SplitDataModule):
             ("batch_size", batch_size),
         ):
             _require(value >= 1, f"data.{name} must be >= 1, got {value}")
-        _require(0 < eps <= 1, f"data.eps must be in (0, 1] for ‖W‖ < 1, got {eps}; the seed uses 0.01")
-        _require(0 < on_fraction < 1, f"data.on_fraction must be in (0, 1), got {on_fraction}; the seed uses 0.6")
+        _require(0 < eps <= 1, f"data.eps must be in (0, 1] for ‖W‖ < 1, got {eps}; Emami et al. use 0.01")
+        _require(0 < on_fraction < 1, f"data.on_fraction must be in (0, 1), got {on_fraction}; Emami et al. use 0.6")
         self.test_size = round(test_ratio * num_sequences)
         train_size = num_sequences - self.test_size - val_size
         _require(
