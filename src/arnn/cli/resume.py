@@ -34,8 +34,13 @@ def _run_overrides(arguments: list[str]) -> list[str]:
 def _runs_root(arguments: list[str], conf_dir: Path) -> Path:
     """`<paths.log_dir>/<task_name>` of the composed config, where Hydra puts this command's run directories."""
     parser = OverridesParser.create()
+    # hydra.searchpath stays: config groups from a folder of the user's own (docs/extending.md) need it to compose
     plain = [
-        a for a in arguments if not a.startswith(("-", "hydra")) and not parser.parse_override(a).is_sweep_override()
+        a
+        for a in arguments
+        if not a.startswith("-")
+        and (not a.startswith("hydra") or a.startswith("hydra.searchpath="))
+        and not parser.parse_override(a).is_sweep_override()
     ]
     cfg = compose(plain, conf_dir=conf_dir)
     return Path(cfg.paths.log_dir) / str(cfg.task_name)
