@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
+# The A-RNN on the bundled digits with its searched training setting (docs/reproducing.md, "The default run").
 train: install
-	$(VENV_PY) train.py $(ARGS)
+	$(VENV_PY) train.py experiment=tuned/digits/arnn $(ARGS)
 
 test: install
 	$(VENV_PY) -m pytest $(ARGS)

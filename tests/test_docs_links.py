@@ -26,8 +26,9 @@ SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 INTERNAL = re.compile(r"\.\./shared|\bshared/data\b|PAPER\.md|PITFALLS\.md|STYLE\.md|\bseeds?\s+00[0-4]\b", re.I)
 
 
-def without_code(text: str) -> str:
-    """The text with fenced code blocks and inline code spans blanked out: what they hold is not Markdown."""
+def without_code(text: str, spans: bool = True) -> str:
+    """The text with fenced code blocks (and inline code spans, with `spans`) blanked out: what they hold is not
+    Markdown. A heading's code span is part of its anchor, so headings are read with spans kept."""
     kept, fence = [], None
     for line in text.splitlines():
         opening = FENCE.match(line)
@@ -39,7 +40,7 @@ def without_code(text: str) -> str:
                 fence = None
             kept.append("")
         else:
-            kept.append(CODE_SPAN.sub("", line))
+            kept.append(CODE_SPAN.sub("", line) if spans else line)
     return "\n".join(kept)
 
 
@@ -69,14 +70,13 @@ def anchors(page: Path) -> set[str]:
     """The #fragments a page answers to: its headings' slugs (repeats get -1, -2, …) and explicit <a id/name>."""
     found: set[str] = set()
     seen: dict[str, int] = {}
-    prose = without_code(page.read_text(encoding="utf-8"))
-    for line in prose.splitlines():
+    for line in without_code(page.read_text(encoding="utf-8"), spans=False).splitlines():
         if heading := HEADING.match(line):
             base = slug(heading.group(2))
             count = seen.get(base, 0)
             seen[base] = count + 1
             found.add(base if count == 0 else f"{base}-{count}")
-    return found | set(HTML_ANCHOR.findall(prose))
+    return found | set(HTML_ANCHOR.findall(without_code(page.read_text(encoding="utf-8"))))
 
 
 def relative_links(page: Path) -> list[tuple[str, Path, str]]:

@@ -4,7 +4,9 @@ import re
 import subprocess
 import sys
 
-from arnn.runs.build import CONF_DIR, compose
+from omegaconf import OmegaConf
+
+from arnn.runs.build import CONF_DIR, build, compose
 from arnn.runs.experiments import catalogue
 from tests.helpers.runs import EXPERIMENTS, ROOT
 
@@ -33,7 +35,7 @@ def test_the_quick_budget_wins_over_a_rows_own_epochs():
 
 def test_rows_and_budgets_are_parts_not_experiments():
     assert not [name for name in EXPERIMENTS if name.startswith(("paper/rows/", "paper/budget/"))]
-    assert len(EXPERIMENTS) == len(set(EXPERIMENTS)) == 76
+    assert len(EXPERIMENTS) == len(set(EXPERIMENTS)) == 77
 
 
 def test_every_experiment_has_a_distinct_task_name_for_its_outputs():
@@ -72,3 +74,43 @@ def test_every_data_config_has_the_data_package_and_sets_the_task_it_needs():
         assert "_target_" in cfg.data and set(cfg) >= {"task", "model", "data"}
         expected = tasks.get(path.stem, "classification")
         assert cfg.task._target_ == compose([f"task={expected}"]).task._target_, path.name
+
+
+def _settings(overrides: list[str]) -> dict:
+    """The composed config as plain values (interpolations unresolved), without what names the run (task name, tags)."""
+    cfg = OmegaConf.to_container(compose(overrides))
+    return {key: value for key, value in cfg.items() if key not in ("task_name", "tags")}
+
+
+def _parameter_count(overrides: list[str]) -> int:
+    _, module = build(compose(overrides))
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def test_the_tuned_pmnist_arnn_is_the_papers_row_with_only_its_training_setting_changed():
+    row, tuned = _settings(["experiment=paper/pmnist/arnn"]), _settings(["experiment=tuned/pmnist/arnn"])
+    assert (tuned["model"].pop("eps"), tuned["model"].pop("sigma_w"), tuned["data"].pop("standardize")) == (
+        0.02,
+        2.0,
+        True,
+    )
+    for part in (row["model"], row["data"]):
+        part.pop("eps", None), part.pop("sigma_w", None), part.pop("standardize", None)
+    assert tuned == row
+    # the paper's size: 128 units, about 10k parameters (Chang et al., ICLR 2019, Table 1)
+    assert _parameter_count(["experiment=tuned/pmnist/arnn"]) == _parameter_count(["experiment=paper/pmnist/arnn"])
+    assert 9_500 <= _parameter_count(["experiment=tuned/pmnist/arnn"]) <= 10_500
+
+
+def test_make_train_runs_the_tuned_digits_arnn_the_default_model_and_data_with_its_searched_setting():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "train.py experiment=tuned/digits/arnn $(ARGS)" in makefile
+    default, tuned = compose([]), compose(["experiment=tuned/digits/arnn"])
+    assert (tuned.data, tuned.model.hidden_size, tuned.model.gamma) == (default.data, 128, default.model.gamma)
+    assert (tuned.optimizer._target_, tuned.optimizer.lr, tuned.scheduler._target_) == (
+        "torch.optim.Adam",
+        0.01,
+        "torch.optim.lr_scheduler.CosineAnnealingLR",
+    )
+    assert (tuned.model.eps, tuned.model.sigma_w, tuned.trainer.max_epochs) == (0.3, 2.0, 120)
+    assert tuned.callbacks.early_stopping is None
