@@ -94,8 +94,8 @@ def test_the_tuned_pmnist_arnn_is_the_papers_row_with_only_its_training_setting_
         2.0,
         True,
     )
-    for part in (row["model"], row["data"]):
-        part.pop("eps", None), part.pop("sigma_w", None), part.pop("standardize", None)
+    for part, key in (("model", "eps"), ("model", "sigma_w"), ("data", "standardize")):
+        row[part].pop(key, None)
     assert tuned == row
     # the paper's size: 128 units, about 10k parameters (Chang et al., ICLR 2019, Table 1)
     assert _parameter_count(["experiment=tuned/pmnist/arnn"]) == _parameter_count(["experiment=paper/pmnist/arnn"])
