@@ -39,17 +39,18 @@ wheelhouse: install
 	$(VENV_PY) scripts/wheelhouse.py --python-version $(PY) --dest wheelhouse $(ARGS)
 
 # A full-scale table row in the background, continued where it stopped when run again (after a kill, or on a new
-# machine with results/ checked out): make row ROW=paper/pmnist/arnn DATA=<folder holding MNIST/raw> THREADS=1
+# machine with results/ checked out), ending with the rows report (results/report/) refreshed:
+#   make row ROW=paper/pmnist/arnn DATA=<folder holding MNIST/raw> THREADS=1
 ROW ?= paper/pmnist/arnn
 # results/paper_pmnist_arnn for ROW=paper/pmnist/arnn: the experiment's task_name
 RUN = $(subst /,_,$(ROW))
 DATA ?= data
 THREADS ?= 1
 row: install
-	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) nohup $(VENV_PY) train.py experiment=$(ROW) \
-		data.data_dir=$(DATA) logger=csv resume=true hydra.run.dir=results/$(RUN) \
-		callbacks.rich_progress_bar=null trainer.enable_progress_bar=false $(ARGS) >> results/$(RUN).out 2>&1 &
-	@echo "started $(ROW) in the background: log results/$(RUN)/*.log, epochs results/$(RUN)/csv/metrics.csv"
+	OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) nohup scripts/row.sh $(VENV_PY) results/$(RUN) \
+		experiment=$(ROW) data.data_dir=$(DATA) $(ARGS) >> results/$(RUN).out 2>&1 &
+	@echo "started $(ROW) in the background: log results/$(RUN)/*.log, epochs results/$(RUN)/csv/metrics.csv;"
+	@echo "when it ends, results/report/ shows its row"
 
 # Uploads the offline W&B runs under outputs/ (after `wandb login`); runs synced before are skipped.
 sync: install

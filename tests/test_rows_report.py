@@ -1,14 +1,18 @@
 """The full-scale table read back from a folder of single runs: finished rows give their test number and how they
-ran, a row still running gives its progress, a quick twin fills its row's quick column."""
+ran, a row still running gives its progress, a quick twin fills its row's quick column; `make row`'s script ends a
+row with the report refreshed."""
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from arnn.errors import UserError
 from arnn.rows_report import write_rows_report
-from tests.helpers.runs import FAST, run_cli
+from tests.helpers.runs import FAST, ROOT, run_cli
 
 TINY = [
     "trainer.max_epochs=2",
@@ -58,3 +62,21 @@ def test_rows_report_puts_paper_full_and_quick_side_by_side_with_each_runs_facts
 def test_rows_report_rejects_a_folder_without_runs(tmp_path):
     with pytest.raises(UserError, match="holds no run directories"):
         write_rows_report(tmp_path)
+
+
+@pytest.mark.e2e
+def test_row_script_trains_the_row_and_leaves_it_finished_in_the_report(tiny_mnist, tmp_path):
+    run_dir = tmp_path / "results" / "paper_pmnist_arnn"
+    row = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "row.sh"), sys.executable, str(run_dir), "experiment=paper/pmnist/arnn"]
+        + ["trainer=debug", *TINY, f"data.data_dir={tiny_mnist}", "data.download=false"],
+        cwd=ROOT,
+        env={**os.environ, "WANDB_MODE": "offline"},
+        capture_output=True,
+        text=True,
+    )
+
+    assert row.returncode == 0, row.stderr
+    test_acc = json.loads((run_dir / "metrics.json").read_text())["metrics"]["test/acc"]
+    report = (tmp_path / "results" / "report" / "rows.md").read_text()
+    assert f"| paper_pmnist_arnn | pmnist | 95.8 | {100 * test_acc:.2f} |" in report
