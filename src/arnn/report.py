@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import math
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.errors import UserError, find_user_error
+from arnn.errors import UserError, exit_on_user_error
 from arnn.output import new_figure, save_figure, write_csv
 
 log = logging.getLogger(__name__)
@@ -458,10 +457,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        sys.exit(f"error: {user_error}")
+    exit_on_user_error(main)

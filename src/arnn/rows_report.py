@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from arnn.errors import UserError, find_user_error
+from arnn.errors import UserError, exit_on_user_error
 from arnn.output import new_figure, save_figure, write_csv
 
 QUICK_SUFFIX = "_quick"
@@ -190,10 +189,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as error:
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        sys.exit(f"error: {user_error}")
+    exit_on_user_error(main)
