@@ -1,6 +1,6 @@
 """The full-scale table read back from a folder of single runs: finished rows give their test number and how they
 ran, a row still running gives its progress, a quick twin fills its row's quick column; `make row`'s script ends a
-row with the report refreshed."""
+row with the report refreshed; the commit a row records is not made dirty by the row's own tracked files."""
 
 import csv
 import json
@@ -12,6 +12,7 @@ import pytest
 
 from arnn.errors import UserError
 from arnn.rows_report import write_rows_report
+from arnn.runs.train import code_version
 from tests.helpers.runs import FAST, ROOT, run_cli
 
 TINY = [
@@ -80,3 +81,21 @@ def test_row_script_trains_the_row_and_leaves_it_finished_in_the_report(tiny_mni
     test_acc = json.loads((run_dir / "metrics.json").read_text())["metrics"]["test/acc"]
     report = (tmp_path / "results" / "report" / "rows.md").read_text()
     assert f"| paper_pmnist_arnn | pmnist | 95.8 | {100 * test_acc:.2f} |" in report
+
+
+def test_a_row_writing_its_tracked_results_leaves_the_commit_clean_but_a_code_change_does_not(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    (tmp_path / "results" / "row").mkdir(parents=True)
+    (tmp_path / "results" / "row" / "metrics.csv").write_text("epoch\n")
+    (tmp_path / "cell.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    commit = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=tmp_path, capture_output=True, text=True)
+
+    (tmp_path / "results" / "row" / "metrics.csv").write_text("epoch\n0\n")
+    assert code_version(tmp_path / "results") == commit.stdout.strip()
+    (tmp_path / "cell.py").write_text("x = 2\n")
+    assert code_version(tmp_path / "results") == f"{commit.stdout.strip()}-dirty"

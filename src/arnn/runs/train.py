@@ -92,18 +92,21 @@ def run_facts(trainer: pl.Trainer, callbacks: list[Any], best_checkpoint: str) -
     }
 
 
-def code_version() -> str | None:
-    """`git describe` of this checkout (`-dirty` with uncommitted changes), None outside a git checkout."""
+def code_version(checkout: Path = Path(__file__).parent) -> str | None:
+    """`git describe` of the checkout, `-dirty` when tracked files outside `results/` have uncommitted changes (a row
+    running into the tracked `results/` changes only its own files); None outside a git checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=checkout).stdout.strip()
+
     try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-        )
+        described = git("describe", "--always", "--abbrev=7")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
     except OSError:
         return None
-    return described.stdout.strip() or None
+    if not described:
+        return None
+    return f"{described}-dirty" if changed else described
 
 
 def cpu_name() -> str:
