@@ -84,8 +84,9 @@ def test_row_script_trains_the_row_and_leaves_it_finished_in_the_report(tiny_mni
 
 
 def test_a_row_writing_its_tracked_results_leaves_the_commit_clean_but_a_code_change_does_not(tmp_path):
-    def git(*args: str) -> None:
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+    def git(*args: str) -> str:
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+        return subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
 
     (tmp_path / "results" / "row").mkdir(parents=True)
     (tmp_path / "results" / "row" / "metrics.csv").write_text("epoch\n")
@@ -93,9 +94,9 @@ def test_a_row_writing_its_tracked_results_leaves_the_commit_clean_but_a_code_ch
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "start")
-    commit = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=tmp_path, capture_output=True, text=True)
+    commit = git("rev-parse", "--short=7", "HEAD")
 
     (tmp_path / "results" / "row" / "metrics.csv").write_text("epoch\n0\n")
-    assert code_version(tmp_path / "results") == commit.stdout.strip()
+    assert code_version(tmp_path / "results") == commit
     (tmp_path / "cell.py").write_text("x = 2\n")
-    assert code_version(tmp_path / "results") == f"{commit.stdout.strip()}-dirty"
+    assert code_version(tmp_path / "results") == f"{commit}-dirty"
