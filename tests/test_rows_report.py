@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from arnn.errors import UserError
+from arnn.provenance import code_version
 from arnn.rows_report import write_rows_report
-from arnn.runs.train import code_version
 from tests.helpers.runs import FAST, ROOT, run_cli
 
 TINY = [

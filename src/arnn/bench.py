@@ -16,7 +16,6 @@ results.csv, time_vs_T.png, time_vs_N.png.
 """
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ from arnn.cells import SequenceEncoder
 from arnn.epoch_time import epoch_table, time_epoch
 from arnn.errors import ConfigError
 from arnn.output import analysis_dir, new_figure, save_figure, write_csv
+from arnn.provenance import cpu_name
 from arnn.runs.build import CONF_DIR, compose
 
 EPOCH_CONFIG = ("experiment=paper/pmnist/arnn", "logger=csv", "callbacks.rich_progress_bar=null")
@@ -352,11 +352,8 @@ def plot(results: list[Measurement], setting: Setting, axis: str, path: Path) ->
 
 def hardware(device: str, threads: int) -> str:
     """The CPU model, torch's CPU threads, the torch version and the device the models ran on."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
-    return f"Hardware: {cpu}, {threads} torch threads, torch {torch.__version__}, device {name}"
+    return f"Hardware: {cpu_name()}, {threads} torch threads, torch {torch.__version__}, device {name}"
 
 
 def _csv_rows(training: list[Measurement], parallel: list[ParallelMeasurement], setting: Setting) -> list[dict]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from arnn.provenance import code_version
+
 ROOT = Path(__file__).resolve().parents[2]
 """The checkout, when arnn runs from one: its tests/ are step 5."""
 
@@ -68,7 +70,7 @@ def environment(device: str) -> dict[str, str]:
 
     facts = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "commit": _commit(),
+        "commit": code_version(ROOT) or "unknown",
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
@@ -92,11 +94,6 @@ def environment(device: str) -> dict[str, str]:
     version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout if found else ""
     facts["C++ compiler"] = version.splitlines()[0] if version else f"{compiler} not found"
     return facts
-
-
-def _commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return result.stdout.strip() or "unknown"
 
 
 def auto_decisions(device: str, sizes: Sizes) -> list[dict[str, str]]:

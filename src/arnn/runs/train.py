@@ -3,8 +3,6 @@ validation checkpoint."""
 
 import json
 import logging
-import platform
-import subprocess
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +23,7 @@ from arnn.callbacks.parameter_summary import ParameterSummary
 from arnn.callbacks.reseed import ReseedEachEpoch
 from arnn.cli.schema import validate
 from arnn.errors import ConfigError, DivergedError
+from arnn.provenance import code_version, cpu_name
 from arnn.runs.build import build
 from arnn.runs.checkpoint import LAST_CHECKPOINT, check_fits, remove_stale_temporaries
 from arnn.runs.ddp import check_rank_launch
@@ -90,30 +89,6 @@ def run_facts(trainer: pl.Trainer, callbacks: list[Any], best_checkpoint: str) -
         "commit": code_version(),
         "date": datetime.now().strftime("%Y-%m-%d"),
     }
-
-
-def code_version(checkout: Path = Path(__file__).parent) -> str | None:
-    """`git describe` of the checkout, `-dirty` when tracked files outside `results/` have uncommitted changes (a row
-    running into the tracked `results/` changes only its own files); None outside a git checkout."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=checkout).stdout.strip()
-
-    try:
-        described = git("describe", "--always", "--abbrev=7")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
-    except OSError:
-        return None
-    if not described:
-        return None
-    return f"{described}-dirty" if changed else described
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the machine type."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
 
 
 def start_checkpoint(cfg: DictConfig) -> str | None:
