@@ -42,7 +42,7 @@ wheelhouse: install
 # machine with results/ checked out), ending with the rows report (results/report/) refreshed:
 #   make row ROW=paper/pmnist/arnn DATA=<folder holding MNIST/raw> THREADS=1
 ROW ?= paper/pmnist/arnn
-# results/paper_pmnist_arnn for ROW=paper/pmnist/arnn: the experiment's task_name
+# results/paper_pmnist_arnn for ROW=paper/pmnist/arnn: the row's path with / as _
 RUN = $(subst /,_,$(ROW))
 DATA ?= data
 THREADS ?= 1
