@@ -1,9 +1,9 @@
 """`python -m arnn.rows_report results/`: the paper's table next to ours, from a folder of single runs, one per row.
 
-Each `<folder>/<row>/` is a train.py run directory (`make row ROW=<experiment>` writes `results/<experiment>/`). A
-row's number is the test accuracy of its best-validation checkpoint (metrics.json); a row still running shows its
-epoch and best validation accuracy so far (csv/metrics.csv). A `<experiment>_quick` run fills the quick column of
-its full row. Writes into `<folder>/report/` (or --out):
+Each `<folder>/<row>/` is a train.py run directory (`make row ROW=<experiment>` writes `results/<experiment, / as
+_>/`). A row's number is the test accuracy of its best-validation checkpoint (metrics.json); a row still running shows
+its epoch and best validation accuracy so far (csv/metrics.csv). A run whose task_name is a full row's with `_quick`
+appended fills the quick column of that row. Writes into `<folder>/report/` (or --out):
   rows.md     paper | ours (full) | ours (quick) | best epoch | epochs | fit time | s/epoch | threads | device |
               commit | date
   rows.csv    the same numbers
